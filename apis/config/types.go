@@ -1,0 +1,27 @@
+package config
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GangArgs are the arguments of the Gang plugin.
+// +kubebuilder:object:root=true
+type GangArgs struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// DefaultScheduleTimeoutSeconds is how long a gang may hold what it has
+	// (a plan, members waiting at Permit, a head-of-queue reservation) before
+	// everything is released, for PodGroups whose scheduleTimeoutSeconds is 0
+	// or unset.
+	DefaultScheduleTimeoutSeconds *int32 `json:"defaultScheduleTimeoutSeconds,omitempty"`
+
+	// HeadReservation turns on the head-of-queue reservation: the oldest
+	// highest-priority gang that does not fit yet keeps the room that frees
+	// for it, so younger gangs cannot starve it.
+	HeadReservation *bool `json:"headReservation,omitempty"`
+
+	// PodGroupSyncTimeoutSeconds bounds how long the plugin waits at start-up
+	// for its PodGroup informer to sync before it starts anyway and reports
+	// the failure (the CRD may not be installed).
+	PodGroupSyncTimeoutSeconds *int32 `json:"podGroupSyncTimeoutSeconds,omitempty"`
+}

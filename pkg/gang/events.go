@@ -1,0 +1,77 @@
+package gang
+
+import (
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
+)
+
+// eventRepeat is how often the same message is repeated for the same
+// object: every scheduling attempt of every member would otherwise emit one.
+const eventRepeat = 30 * time.Second
+
+// eventer records Events on PodGroups and pods, dropping repeats of the same
+// message within eventRepeat.
+type eventer struct {
+	recorder events.EventRecorder
+	pgLister pglisters.PodGroupLister
+	clock    clock.Clock
+
+	mu   sync.Mutex
+	last map[string]sent
+}
+
+type sent struct {
+	msg string
+	at  time.Time
+}
+
+func newEventer(r events.EventRecorder, l pglisters.PodGroupLister, c clock.Clock) *eventer {
+	return &eventer{recorder: r, pgLister: l, clock: c, last: map[string]sent{}}
+}
+
+func (e *eventer) fresh(key, msg string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clock.Now()
+	if s, ok := e.last[key]; ok && s.msg == msg && now.Sub(s.at) < eventRepeat {
+		return false
+	}
+	if len(e.last) > 10000 {
+		// Bounded memory: forget everything rather than grow without end.
+		e.last = map[string]sent{}
+	}
+	e.last[key] = sent{msg: msg, at: now}
+	return true
+}
+
+// podGroup records an Event on a PodGroup, if it still exists.
+func (e *eventer) podGroup(namespace, name, eventType, reason, msg string) {
+	pg, err := e.pgLister.PodGroups(namespace).Get(name)
+	if err != nil {
+		return
+	}
+	e.podGroupObj(pg, eventType, reason, msg)
+}
+
+func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
+	if e.recorder == nil || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
+		return
+	}
+	e.recorder.Eventf(podgroup.Reference(pg), nil, eventType, reason, "Scheduling", "%s", msg)
+}
+
+// pod records an Event on a pod.
+func (e *eventer) pod(pod *v1.Pod, eventType, reason, msg string) {
+	if e.recorder == nil || !e.fresh("pod/"+string(pod.UID)+"/"+reason, msg) {
+		return
+	}
+	e.recorder.Eventf(pod, nil, eventType, reason, "Scheduling", "%s", msg)
+}

@@ -1,0 +1,100 @@
+// Package podgroup holds what the scheduler plugin and the controller agree
+// on about scheduler-plugins PodGroups: how a pod names its gang, how gangs
+// are keyed, which pods count as members, and how timeouts default.
+package podgroup
+
+import (
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+)
+
+// Label is the pod label naming a pod's PodGroup, the one scheduler-plugins,
+// the MPI Operator, the Training Operator and KubeRay set.
+const Label = v1alpha1.PodGroupLabel
+
+// PhaseScheduled is the phase between a gang's placement and its members
+// running. scheduler-plugins has no constant for it; the CRD accepts any
+// string.
+const PhaseScheduled v1alpha1.PodGroupPhase = "Scheduled"
+
+// GVR and GVK of the PodGroup API.
+var (
+	GroupVersion = v1alpha1.SchemeGroupVersion
+	GVR          = GroupVersion.WithResource("podgroups")
+	GVK          = GroupVersion.WithKind("PodGroup")
+	// EventResource is the name the scheduler framework uses to watch
+	// PodGroups through a dynamic informer: <plural>.<version>.<group>.
+	EventResource = "podgroups." + GroupVersion.Version + "." + scheduling.GroupName
+)
+
+
+// NameOf returns the PodGroup a pod belongs to, or "" when it has none.
+func NameOf(pod *v1.Pod) string {
+	return pod.Labels[Label]
+}
+
+// Key identifies a gang across namespaces: PodGroups of the same name in
+// different namespaces are different gangs.
+func Key(namespace, name string) string {
+	return namespace + "/" + name
+}
+
+// KeyOf returns the gang key of a pod, or "" when it has no PodGroup.
+func KeyOf(pod *v1.Pod) string {
+	name := NameOf(pod)
+	if name == "" {
+		return ""
+	}
+	return Key(pod.Namespace, name)
+}
+
+// MinMember returns the quorum, at least 1 (the CRD enforces it, but objects
+// written by older CRDs may hold 0).
+func MinMember(pg *v1alpha1.PodGroup) int {
+	if pg.Spec.MinMember < 1 {
+		return 1
+	}
+	return int(pg.Spec.MinMember)
+}
+
+// Timeout returns how long the gang may hold what it reserves: its own
+// scheduleTimeoutSeconds when positive, else the default.
+func Timeout(pg *v1alpha1.PodGroup, def time.Duration) time.Duration {
+	if s := pg.Spec.ScheduleTimeoutSeconds; s != nil && *s > 0 {
+		return time.Duration(*s) * time.Second
+	}
+	return def
+}
+
+// IsTerminal reports whether a pod has finished and no longer holds room.
+func IsTerminal(pod *v1.Pod) bool {
+	return pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed
+}
+
+// IsGated reports whether a pod still has scheduling gates; gated pods do
+// not count toward the quorum.
+func IsGated(pod *v1.Pod) bool {
+	return len(pod.Spec.SchedulingGates) > 0
+}
+
+// IsBound reports whether a pod is assigned to a node.
+func IsBound(pod *v1.Pod) bool {
+	return pod.Spec.NodeName != ""
+}
+
+// Reference returns an object reference usable as the subject of an Event:
+// the scheduler's recorder cannot derive one from a PodGroup by itself, as
+// its scheme does not know the type.
+func Reference(pg *v1alpha1.PodGroup) *v1.ObjectReference {
+	return &v1.ObjectReference{
+		APIVersion:      GroupVersion.String(),
+		Kind:            GVK.Kind,
+		Namespace:       pg.Namespace,
+		Name:            pg.Name,
+		UID:             pg.UID,
+		ResourceVersion: pg.ResourceVersion,
+	}
+}
