@@ -388,7 +388,7 @@ func (pl *Gang) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	logger := klog.FromContext(ctx)
 	st := readState(cs)
-	if st == nil || st.gangKey == "" {
+	if podgroup.KeyOf(pod) == "" {
 		if st != nil && len(st.held) > 0 {
 			pl.m.mu.Lock()
 			if pl.m.parked == nil {
@@ -399,7 +399,7 @@ func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 		}
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	if st.plannedNode != "" {
+	if st != nil && st.plannedNode != "" {
 		pl.m.mu.Lock()
 		g, ok := pl.m.gangs[st.gangKey]
 		var waiting []types.UID

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -48,7 +49,10 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 		return nil, fmt.Errorf("indexing pods by PodGroup: %w", err)
 	}
 
-	client, err := pgclientset.NewForConfig(h.KubeConfig())
+	// CRDs are served as JSON only; the scheduler's own config asks for protobuf.
+	restCfg := rest.CopyConfig(h.KubeConfig())
+	restCfg.ContentType = runtime.ContentTypeJSON
+	client, err := pgclientset.NewForConfig(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("building PodGroup client: %w", err)
 	}
