@@ -5,7 +5,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
@@ -18,9 +18,12 @@ import (
 const eventRepeat = 30 * time.Second
 
 // eventer records Events on PodGroups and pods, dropping repeats of the same
-// message within eventRepeat.
+// message within eventRepeat. It records core/v1 Events: the events.k8s.io
+// recorder folds Events of the same subject and reason into a series that
+// keeps its first note, which would leave "1/8 members exist" on display
+// after the eighth member arrived.
 type eventer struct {
-	recorder events.EventRecorder
+	recorder record.EventRecorder
 	pgLister pglisters.PodGroupLister
 	clock    clock.Clock
 
@@ -33,7 +36,7 @@ type sent struct {
 	at  time.Time
 }
 
-func newEventer(r events.EventRecorder, l pglisters.PodGroupLister, c clock.Clock) *eventer {
+func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.Clock) *eventer {
 	return &eventer{recorder: r, pgLister: l, clock: c, last: map[string]sent{}}
 }
 
@@ -53,7 +56,7 @@ func (e *eventer) fresh(key, msg string) bool {
 }
 
 // podGroup records an Event on a PodGroup, if it still exists.
-func (e *eventer) podGroup(namespace, name, eventType, reason, msg string) {
+func (e *eventer) podGroup(namespace, name string, eventType, reason, msg string) {
 	pg, err := e.pgLister.PodGroups(namespace).Get(name)
 	if err != nil {
 		return
@@ -61,11 +64,12 @@ func (e *eventer) podGroup(namespace, name, eventType, reason, msg string) {
 	e.podGroupObj(pg, eventType, reason, msg)
 }
 
+// podGroupObj records an Event on a PodGroup.
 func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
 	if e.recorder == nil || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
 		return
 	}
-	e.recorder.Eventf(podgroup.Reference(pg), nil, eventType, reason, "Scheduling", "%s", msg)
+	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)
 }
 
 // pod records an Event on a pod.
@@ -73,5 +77,5 @@ func (e *eventer) pod(pod *v1.Pod, eventType, reason, msg string) {
 	if e.recorder == nil || !e.fresh("pod/"+string(pod.UID)+"/"+reason, msg) {
 		return
 	}
-	e.recorder.Eventf(pod, nil, eventType, reason, "Scheduling", "%s", msg)
+	e.recorder.Event(pod, eventType, reason, msg)
 }

@@ -137,14 +137,19 @@ func (pl *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 		pl.m.events.podGroupObj(pg, v1.EventTypeWarning, "ForeignMembers", fmt.Sprintf(
 			"%d member(s) name another scheduler and are not placed by this one: %v", len(c.foreign), c.foreign))
 	}
-	if min := podgroup.MinMember(pg); !released && c.exist() < min {
+	min := podgroup.MinMember(pg)
+	if !released && c.exist() < min {
 		msg := fmt.Sprintf("%d/%d members exist", c.exist(), min)
 		if c.gated > 0 {
 			msg += fmt.Sprintf(" (%d more scheduling-gated)", c.gated)
 		}
 		pl.m.events.podGroupObj(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+		if !podgroup.IsGated(pod) {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+		}
 	}
+	// A gated pod is held by the SchedulingGates plugin; it is counted
+	// once its gates are gone.
 	return nil
 }
 
@@ -156,12 +161,17 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	snap := snapshotOf(nodes)
 	st := &cycleState{gangKey: podgroup.KeyOf(pod), request: placement.PodRequest(pod)}
 
+	// Room that freed goes to the head of the queue before anyone younger
+	// can plan with it.
+	pl.m.mu.Lock()
+	wake := pl.refreshHeadLocked(logger, nodes, snap, now)
+	pl.m.mu.Unlock()
+	pl.m.activate(logger, wake)
+
 	if st.gangKey == "" {
 		pl.m.mu.Lock()
-		wake := pl.refreshHeadLocked(logger, nodes, snap, now)
 		st.held = pl.m.heldLocked("", podRank(pod))
 		pl.m.mu.Unlock()
-		pl.m.activate(logger, wake)
 		return pl.finishPreFilter(cs, st, nil)
 	}
 
@@ -183,10 +193,8 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	if g.released || c.scheduled >= min {
 		// The gang has started: members beyond the quorum go as they come.
 		g.released = true
-		wake := pl.refreshHeadLocked(logger, nodes, snap, now)
 		st.held = pl.m.heldLocked(st.gangKey, r)
 		pl.m.mu.Unlock()
-		pl.m.activate(logger, wake)
 		return pl.finishPreFilter(cs, st, nil)
 	}
 
@@ -243,7 +251,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 		nodes:   len(plan.NodesUsed),
 		expires: now.Add(g.timeout),
 	}
-	wake := map[string]*v1.Pod{}
+	wake = map[string]*v1.Pod{}
 	for mi, ni := range plan.NodeOf {
 		m := req.Members[mi]
 		g.plan.nodeOf[m.Pod.UID] = req.Nodes[ni].Info.Node().Name

@@ -7,6 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/util"
@@ -22,6 +23,8 @@ func (pl *Gang) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint,
 	return []fwk.ClusterEventWithHint{
 		// A new or ungated member can complete the quorum.
 		{Event: fwk.ClusterEvent{Resource: fwk.UnscheduledPod, ActionType: fwk.Add | fwk.UpdatePodSchedulingGatesEliminated}, QueueingHintFn: pl.sameGangPod},
+		// This pod's own gates going away.
+		{Event: fwk.ClusterEvent{Resource: fwk.TargetPod, ActionType: fwk.UpdatePodSchedulingGatesEliminated}, QueueingHintFn: pl.always},
 		// A member bound elsewhere (after a restart, or by the gang's start)
 		// counts toward the quorum and lets extra members go.
 		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Add}, QueueingHintFn: pl.sameGangPod},
@@ -29,8 +32,9 @@ func (pl *Gang) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint,
 		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete | fwk.UpdatePodScaleDown}, QueueingHintFn: pl.roomFreed},
 		// Nodes that appear, grow, or change labels or taints may hold the gang.
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}, QueueingHintFn: pl.nodeChanged},
-		// The PodGroup appearing, or its minMember changing.
-		{Event: fwk.ClusterEvent{Resource: fwk.EventResource(podgroup.EventResource), ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.podGroupChanged},
+		// The PodGroup appearing, its minMember changing, or it going away
+		// (its pods then wait, saying so).
+		{Event: fwk.ClusterEvent{Resource: fwk.EventResource(podgroup.EventResource), ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: pl.podGroupChanged},
 	}, nil
 }
 
@@ -47,7 +51,13 @@ func (pl *Gang) sameGangPod(logger klog.Logger, pod *v1.Pod, oldObj, newObj any)
 	return fwk.QueueSkip, nil
 }
 
+// roomFreed queues on any pod leaving or shrinking: the room may be what
+// the gang, or the head's reservation blocking it, was waiting for.
 func (pl *Gang) roomFreed(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	return fwk.Queue, nil
+}
+
+func (pl *Gang) always(klog.Logger, *v1.Pod, any, any) (fwk.QueueingHint, error) {
 	return fwk.Queue, nil
 }
 
@@ -66,14 +76,21 @@ func (pl *Gang) nodeChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any)
 }
 
 func (pl *Gang) podGroupChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
-	pg, err := toPodGroup(newObj)
+	obj := newObj
+	if obj == nil {
+		obj = oldObj
+	}
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pg, err := toPodGroup(obj)
 	if err != nil {
 		return fwk.Queue, err
 	}
 	if podgroup.KeyOf(pod) != podgroup.Key(pg.Namespace, pg.Name) {
 		return fwk.QueueSkip, nil
 	}
-	if oldObj != nil {
+	if oldObj != nil && newObj != nil {
 		if old, err := toPodGroup(oldObj); err == nil && old.Spec.MinMember < pg.Spec.MinMember {
 			// A larger quorum never makes a waiting gang schedulable.
 			return fwk.QueueSkip, nil

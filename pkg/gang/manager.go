@@ -82,7 +82,7 @@ type manager struct {
 	epoch  uint64
 	parked map[types.UID]*v1.Pod
 
-	clock          clock.Clock
+	clock          clock.WithDelayedExecution
 	handle         fwk.Handle
 	pgLister       pglisters.PodGroupLister
 	podIndexer     cache.Indexer
@@ -217,6 +217,7 @@ func (m *manager) headLocked(logger klog.Logger, now time.Time) *gangState {
 		}
 		if head.headSince.IsZero() {
 			head.headSince = now
+			m.expireLater(logger, head.key, now, head.timeout)
 		}
 		if now.Sub(head.headSince) < head.timeout {
 			// A previous head that lost its place keeps no reservation.
@@ -235,6 +236,23 @@ func (m *manager) headLocked(logger klog.Logger, now time.Time) *gangState {
 		head.coolUntil = now.Add(head.timeout)
 		m.epoch++
 	}
+}
+
+// expireLater wakes the scheduler when a head's reservation times out: no
+// cluster event may come to run a cycle that would notice.
+func (m *manager) expireLater(logger klog.Logger, key string, since time.Time, timeout time.Duration) {
+	m.clock.AfterFunc(timeout, func() {
+		m.mu.Lock()
+		g, ok := m.gangs[key]
+		if !ok || !g.headSince.Equal(since) {
+			m.mu.Unlock()
+			return
+		}
+		m.headLocked(logger, m.clock.Now())
+		wake := m.releaseLocked()
+		m.mu.Unlock()
+		m.activate(logger, wake)
+	})
 }
 
 // releaseLocked returns the pods to wake because room held in memory was
@@ -286,6 +304,20 @@ func (m *manager) activate(logger klog.Logger, pods map[string]*v1.Pod) {
 	if len(pods) > 0 {
 		m.handle.Activate(logger, pods)
 	}
+}
+
+// onPodGroupAdd wakes a gang's pods waiting for their PodGroup. The
+// scheduler's own PodGroup event may come before this informer has the
+// object, so waking them from here closes that race.
+func (m *manager) onPodGroupAdd(logger klog.Logger, pg *v1alpha1.PodGroup) {
+	objs, _ := m.podIndexer.ByIndex(gangIndex, podgroup.Key(pg.Namespace, pg.Name))
+	wake := map[string]*v1.Pod{}
+	for _, o := range objs {
+		if pod, ok := o.(*v1.Pod); ok && !podgroup.IsBound(pod) {
+			wake[pod.Namespace+"/"+pod.Name] = pod
+		}
+	}
+	m.activate(logger, wake)
 }
 
 // onPodGroupUpdate lets waiting members go when a lowered minMember is now met.

@@ -10,7 +10,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	clientscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -73,9 +76,20 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 			EnableTaintComparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
 		},
 	}
-	m.events = newEventer(h.EventRecorder(), m.pgLister, m.clock)
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.ClientSet().CoreV1().Events("")})
+	go func() {
+		<-ctx.Done()
+		broadcaster.Shutdown()
+	}()
+	m.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), m.pgLister, m.clock)
 
 	if _, err := pgInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
+				m.onPodGroupAdd(logger, pg)
+			}
+		},
 		UpdateFunc: func(_, obj any) {
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
 				m.onPodGroupUpdate(logger, pg)
