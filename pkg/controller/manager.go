@@ -1,0 +1,97 @@
+// Package controller keeps PodGroup status true: it counts each gang's member
+// pods and writes phase, running, succeeded, failed and scheduleStartTime,
+// recording an Event on every phase change.
+package controller
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// Name is the controller's name: its leader-election lease and the
+// reporting controller of its Events.
+const Name = "lockstep-controller"
+
+// Options configures the manager NewManager builds.
+type Options struct {
+	// MetricsBindAddress serves Prometheus metrics; "0" disables them and
+	// "" means controller-runtime's default, ":8080".
+	MetricsBindAddress string
+	// HealthProbeBindAddress serves /healthz and /readyz; "" disables them.
+	HealthProbeBindAddress string
+	// LeaderElection makes only one replica write status at a time.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the lease; required out of cluster.
+	LeaderElectionNamespace string
+}
+
+// NewManager returns a manager running the PodGroup status controller. The
+// caller adds health checks if it wants them and runs mgr.Start.
+func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if cfg == nil {
+		return nil, errors.New("controller: nil rest config")
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return nil, err
+	}
+	// Cache only pods that name a PodGroup, not every pod of the cluster.
+	named, err := labels.NewRequirement(podgroup.Label, selection.Exists, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pod label selector: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              Name,
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}: {Label: labels.NewSelector().Add(*named)},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	r := &reconciler{
+		client:   mgr.GetClient(),
+		recorder: mgr.GetEventRecorder(Name),
+		now:      metav1.Now,
+	}
+	if err := r.setupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// newScheme knows the built-in types and the PodGroup API.
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("add client-go types to scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("add PodGroup types to scheme: %w", err)
+	}
+	return scheme, nil
+}

@@ -1,0 +1,150 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// eventAction is the action of the Events the controller records
+// (events.k8s.io/v1 requires one).
+const eventAction = "UpdateStatus"
+
+// reconciler writes a PodGroup's status from its member pods.
+type reconciler struct {
+	client   client.Client
+	recorder events.EventRecorder
+	// now is the clock for scheduleStartTime; a field so tests can fix it.
+	now func() metav1.Time
+}
+
+// Reconcile brings the status of one PodGroup in line with its members.
+func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+
+	var pg v1alpha1.PodGroup
+	if err := r.client.Get(ctx, req.NamespacedName, &pg); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Deleted, or a pod names a PodGroup that does not exist.
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("get PodGroup %s: %w", req.NamespacedName, err)
+	}
+	if pg.DeletionTimestamp != nil {
+		return reconcile.Result{}, nil
+	}
+
+	var pods corev1.PodList
+	if err := r.client.List(ctx, &pods,
+		client.InNamespace(pg.Namespace),
+		client.MatchingLabels{podgroup.Label: pg.Name},
+	); err != nil {
+		return reconcile.Result{}, fmt.Errorf("list members of PodGroup %s: %w", req.NamespacedName, err)
+	}
+
+	status := computeStatus(&pg, pods.Items, r.now())
+	if apiequality.Semantic.DeepEqual(pg.Status, status) {
+		return reconcile.Result{}, nil
+	}
+
+	oldPhase := pg.Status.Phase
+	pg.Status = status
+	if err := r.client.Status().Update(ctx, &pg); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			// The cache is behind: the newer object's watch event queues
+			// this PodGroup again (or it is gone).
+			logger.V(1).Info("PodGroup changed while reconciling, retrying on its update", "err", err)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("update status of PodGroup %s: %w", req.NamespacedName, err)
+	}
+	logger.V(2).Info("Updated PodGroup status", "phase", status.Phase,
+		"running", status.Running, "succeeded", status.Succeeded, "failed", status.Failed)
+
+	// A new PodGroup going from no phase to Pending is not news.
+	if status.Phase != oldPhase && (oldPhase != "" || status.Phase != v1alpha1.PodGroupPending) {
+		t := countMembers(&pg, pods.Items)
+		msg := describe(status.Phase, t, podgroup.MinMember(&pg))
+		eventType := corev1.EventTypeNormal
+		// An interface, not a *Pod, so that "no related object" is a true nil.
+		var related runtime.Object
+		if status.Phase == v1alpha1.PodGroupFailed {
+			eventType = corev1.EventTypeWarning
+			if t.firstFailed != nil {
+				related = t.firstFailed
+			}
+		}
+		r.recorder.Eventf(&pg, related, eventType, string(status.Phase), eventAction, "%s", msg)
+		logger.Info("PodGroup phase changed", "from", oldPhase, "to", status.Phase, "reason", msg)
+	}
+	return reconcile.Result{}, nil
+}
+
+// setupWithManager registers the reconciler: PodGroups themselves, and pods
+// that name a PodGroup, mapped to that PodGroup.
+func (r *reconciler) setupWithManager(mgr ctrl.Manager) error {
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("podgroup-status").
+		For(&v1alpha1.PodGroup{}).
+		Watches(&corev1.Pod{},
+			handler.EnqueueRequestsFromMapFunc(podToGroup),
+			builder.WithPredicates(memberChanged())).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("set up PodGroup status controller: %w", err)
+	}
+	return nil
+}
+
+// podToGroup maps a pod to the PodGroup it names, if any.
+func podToGroup(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[podgroup.Label]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
+}
+
+// memberChanged passes pod events that can change a gang's status: members
+// appearing or going, and updates to what computeStatus reads (gang label,
+// node, phase). Pods update their status often for other reasons
+// (conditions, container states); those are dropped here.
+func memberChanged() predicate.Predicate {
+	named := func(obj client.Object) bool { return obj.GetLabels()[podgroup.Label] != "" }
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return named(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return named(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return named(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !named(e.ObjectOld) && !named(e.ObjectNew) {
+				return false
+			}
+			oldPod, ok1 := e.ObjectOld.(*corev1.Pod)
+			newPod, ok2 := e.ObjectNew.(*corev1.Pod)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return podgroup.NameOf(oldPod) != podgroup.NameOf(newPod) ||
+				oldPod.Spec.NodeName != newPod.Spec.NodeName ||
+				oldPod.Status.Phase != newPod.Status.Phase
+		},
+	}
+}
