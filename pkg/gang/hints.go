@@ -115,4 +115,3 @@ func toPodGroup(obj any) (*v1alpha1.PodGroup, error) {
 		return nil, fmt.Errorf("unexpected object of type %T", obj)
 	}
 }
-

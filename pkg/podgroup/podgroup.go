@@ -30,7 +30,6 @@ var (
 	EventResource = "podgroups." + GroupVersion.Version + "." + scheduling.GroupName
 )
 
-
 // NameOf returns the PodGroup a pod belongs to, or "" when it has none.
 func NameOf(pod *v1.Pod) string {
 	return pod.Labels[Label]
