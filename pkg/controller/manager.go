@@ -15,7 +15,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -46,6 +48,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if cfg == nil {
 		return nil, errors.New("controller: nil rest config")
 	}
+	// PodGroups are CRDs, served as JSON only; a config that asks for
+	// protobuf (as kube components' configs do) would fail every write.
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = runtime.ContentTypeJSON
 	scheme, err := newScheme()
 	if err != nil {
 		return nil, err
@@ -63,6 +69,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionID:              Name,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// The sandbox, the benchmark and the tests start a manager more than
+		// once in one process; names stay unique within each manager.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lockstep-sched/lockstep/manifests"
+	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -376,4 +377,53 @@ func (e *env) waitEvent(kind, name, substr string, timeout time.Duration) {
 	if err != nil {
 		e.t.Fatalf("no Event on %s %s containing %q; got %q", kind, name, substr, e.events(kind, name))
 	}
+}
+
+// startController runs the PodGroup status controller until the test ends.
+func (e *env) startController() {
+	e.t.Helper()
+	mgr, err := controller.NewManager(cp.Config, controller.Options{MetricsBindAddress: "0", HealthProbeBindAddress: "0"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("controller: %v", err)
+		}
+	})
+}
+
+// setPodPhase plays the kubelet: it moves a pod to a phase.
+func (e *env) setPodPhase(name string, phase v1.PodPhase) {
+	e.t.Helper()
+	p, err := e.client.CoreV1().Pods(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p.Status.Phase = phase
+	if _, err := e.client.CoreV1().Pods(e.ns).UpdateStatus(e.ctx, p, metav1.UpdateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitPodGroupStatus waits until a PodGroup's status satisfies cond.
+func (e *env) waitPodGroupStatus(name, what string, cond func(v1alpha1.PodGroupStatus) bool) v1alpha1.PodGroupStatus {
+	e.t.Helper()
+	var last v1alpha1.PodGroupStatus
+	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pg, err := e.pgs.SchedulingV1alpha1().PodGroups(e.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = pg.Status
+		return cond(last), nil
+	})
+	if err != nil {
+		e.t.Fatalf("PodGroup %s never reached %s; last status %+v", name, what, last)
+	}
+	return last
 }

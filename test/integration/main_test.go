@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 )
@@ -52,6 +53,7 @@ func run(m *testing.M) int {
 		klog.SetOutput(f)
 	}
 
+	ctrl.SetLogger(klog.NewKlogr())
 	ctx := context.Background()
 	var err error
 	cp, err = controlplane.Start(ctx, controlplane.Options{})
