@@ -7,8 +7,9 @@ CONTROLLER_GEN  ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.
 IMAGE_REGISTRY  ?= ghcr.io/lockstep-sched
 IMAGE_TAG       ?= latest
 INTEGRATION_TIMEOUT ?= 30m
+SANDBOX_ARGS    ?=
 
-.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean
+.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox
 
 all: build
 
@@ -38,14 +39,23 @@ lint:
 generate:
 	$(CONTROLLER_GEN) object:headerFile=/dev/null paths=./apis/...
 
-## manifests: the PodGroup CRD, generated from the upstream scheduler-plugins Go types
+## manifests: the PodGroup and NodeResourceTopology CRDs, generated from the
+## upstream Go types. The NodeResourceTopology CRD is for embedded control
+## planes only (sandbox, tests): on a cluster the node agent that publishes
+## the objects installs it, so kustomization.yaml leaves it out.
 manifests:
 	$(CONTROLLER_GEN) crd paths=sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1 output:crd:dir=manifests/crds
 	rm -f manifests/crds/scheduling.x-k8s.io_elasticquotas.yaml
+	$(CONTROLLER_GEN) crd paths=github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/apis/topology/v1alpha2 output:crd:dir=manifests/crds
 
 ## verify-generated: fail when generated files are stale
 verify-generated: generate manifests
 	@git diff --exit-code -- apis manifests/crds || (echo "generated files are stale: run make generate manifests"; exit 1)
+
+## sandbox: run Lockstep on an embedded control plane with simulated nodes
+## and the workloads in examples/; e.g. make sandbox SANDBOX_ARGS="--nodes 8 --keep"
+sandbox:
+	$(GO) run ./cmd/lockstep-sandbox $(SANDBOX_ARGS)
 
 ## image: container images (needs a Docker engine)
 image:
