@@ -248,7 +248,9 @@ func (m *manager) expireLater(logger klog.Logger, key string, since time.Time, t
 			m.mu.Unlock()
 			return
 		}
-		m.headLocked(logger, m.clock.Now())
+		// The deadline itself, not the clock: a fake clock runs this
+		// callback while holding its own lock.
+		m.headLocked(logger, since.Add(timeout))
 		wake := m.releaseLocked()
 		m.mu.Unlock()
 		m.activate(logger, wake)

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+func raw(s string) runtime.Object {
+	return &runtime.Unknown{Raw: []byte(s), ContentType: runtime.ContentTypeJSON}
+}
+
+func TestDecodeGangArgsDefaults(t *testing.T) {
+	for name, obj := range map[string]runtime.Object{"nil": nil, "empty": raw(""), "empty object": raw("{}")} {
+		args, err := DecodeGangArgs(obj)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if *args.DefaultScheduleTimeoutSeconds != DefaultScheduleTimeoutSeconds || !*args.HeadReservation ||
+			*args.PodGroupSyncTimeoutSeconds != DefaultPodGroupSyncTimeoutSeconds {
+			t.Errorf("%s: defaults not applied: %+v", name, args)
+		}
+	}
+}
+
+func TestDecodeGangArgsKeepsValues(t *testing.T) {
+	args, err := DecodeGangArgs(raw(`{"defaultScheduleTimeoutSeconds": 120, "headReservation": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *args.DefaultScheduleTimeoutSeconds != 120 || *args.HeadReservation {
+		t.Fatalf("values lost: %+v", args)
+	}
+	yamlArgs, err := DecodeGangArgs(&runtime.Unknown{Raw: []byte("defaultScheduleTimeoutSeconds: 7\n"), ContentType: runtime.ContentTypeYAML})
+	if err != nil || *yamlArgs.DefaultScheduleTimeoutSeconds != 7 {
+		t.Fatalf("YAML args: %v %+v", err, yamlArgs)
+	}
+}
+
+func TestDecodeGangArgsRejectsNonsense(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"defaultScheduleTimeoutSeconds": 0}`, "args.defaultScheduleTimeoutSeconds: Invalid value: 0"},
+		{`{"defaultScheduleTimeoutSeconds": 90000}`, "args.defaultScheduleTimeoutSeconds: Invalid value: 90000"},
+		{`{"podGroupSyncTimeoutSeconds": -1}`, "args.podGroupSyncTimeoutSeconds"},
+		{`{"scheduleTimeoutSeconds": 10}`, `unknown field "scheduleTimeoutSeconds"`},
+		{`{"headReservation": "yes"}`, "cannot unmarshal string"},
+		{`[1,2]`, "cannot unmarshal array"},
+	} {
+		_, err := DecodeGangArgs(raw(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: want error containing %q, got %v", tc.in, tc.want, err)
+		}
+	}
+}
+
+func TestDecodeGangArgsTyped(t *testing.T) {
+	in := &GangArgs{}
+	SetDefaultsGangArgs(in)
+	*in.DefaultScheduleTimeoutSeconds = 5
+	out, err := DecodeGangArgs(in)
+	if err != nil || *out.DefaultScheduleTimeoutSeconds != 5 {
+		t.Fatalf("typed args: %v %+v", err, out)
+	}
+	if out.DefaultScheduleTimeoutSeconds == in.DefaultScheduleTimeoutSeconds {
+		t.Fatal("typed args must be copied, not shared")
+	}
+}
