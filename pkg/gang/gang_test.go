@@ -107,7 +107,7 @@ func TestCensusCountsEachMemberOnce(t *testing.T) {
 
 	g := f.m.gang("ns/g", "ns", "g")
 	g.assumed["g-2"] = assumedPod{name: "g-2", node: "n2"}
-	g.assumed["g-0"] = assumedPod{name: "g-0", node: "n1"}  // now seen bound: forgotten
+	g.assumed["g-0"] = assumedPod{name: "g-0", node: "n1"}   // now seen bound: forgotten
 	g.assumed["gone"] = assumedPod{name: "gone", node: "n1"} // deleted: forgotten
 	c := f.m.censusLocked(g)
 	if c.scheduled != 2 || len(c.pending) != 1 || c.pending[0].Name != "g-1" || c.gated != 1 || len(c.foreign) != 1 {
