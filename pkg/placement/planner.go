@@ -170,6 +170,7 @@ func PlanGang(req Request) (*Plan, *Failure) {
 // still to place, breaking ties by the least room left (best fit), then by
 // name. It returns -1 when no unused node takes the first of them.
 func openNode(req Request, free []Resources, used []bool, cons []*constraints, rest []int, nodeObj func(int) *v1.Node) int {
+	runs := runsOf(req.Members, cons, rest)
 	first := &req.Members[rest[0]]
 	best, bestRun := -1, 0
 	var bestLeft Resources
@@ -179,13 +180,16 @@ func openNode(req Request, free []Resources, used []bool, cons []*constraints, r
 		}
 		left := free[ni]
 		run := 0
-		for _, mi := range rest {
-			m := &req.Members[mi]
-			if !left.Fits(&m.Request) || !cons[mi].admits(ni, nodeObj(ni), req.Options) {
+		for _, r := range runs {
+			if !r.cons.admits(ni, nodeObj(ni), req.Options) {
 				break
 			}
-			left.Sub(&m.Request)
-			run++
+			k := min(int64(r.count), left.copies(r.req))
+			left.subTimes(r.req, k)
+			run += int(k)
+			if int(k) < r.count {
+				break
+			}
 		}
 		better := best < 0 || run > bestRun ||
 			(run == bestRun && (tighter(&left, &bestLeft) ||
@@ -195,6 +199,40 @@ func openNode(req Request, free []Resources, used []bool, cons []*constraints, r
 		}
 	}
 	return best
+}
+
+// run is a stretch of consecutive members with the same request and
+// constraints: a node takes as many of them as its room divides into, so
+// one division replaces a fit check per member.
+type run struct {
+	req   *Resources
+	cons  *constraints
+	count int
+}
+
+func runsOf(members []Member, cons []*constraints, rest []int) []run {
+	var runs []run
+	for _, mi := range rest {
+		m := &members[mi]
+		if n := len(runs); n > 0 && runs[n-1].cons == cons[mi] && sameRequest(runs[n-1].req, &m.Request) {
+			runs[n-1].count++
+			continue
+		}
+		runs = append(runs, run{req: &m.Request, cons: cons[mi], count: 1})
+	}
+	return runs
+}
+
+func sameRequest(a, b *Resources) bool {
+	if a.MilliCPU != b.MilliCPU || a.Memory != b.Memory || a.EphemeralStorage != b.EphemeralStorage || a.Pods != b.Pods || len(a.Scalar) != len(b.Scalar) {
+		return false
+	}
+	for k, v := range a.Scalar {
+		if b.Scalar[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // tighter reports whether room a is smaller than room b: CPU first, as the

@@ -134,6 +134,41 @@ func (r *Resources) Sub(req *Resources) {
 	}
 }
 
+// copies returns how many times req fits into r.
+func (r *Resources) copies(req *Resources) int64 {
+	n := int64(1) << 62
+	div := func(have, want int64) {
+		if want > 0 {
+			n = min(n, max(have, 0)/want)
+		}
+	}
+	div(r.Pods, req.Pods)
+	div(r.MilliCPU, req.MilliCPU)
+	div(r.Memory, req.Memory)
+	div(r.EphemeralStorage, req.EphemeralStorage)
+	for name, v := range req.Scalar {
+		div(r.Scalar[name], v)
+	}
+	return n
+}
+
+// subTimes takes k copies of req out of r.
+func (r *Resources) subTimes(req *Resources, k int64) {
+	if k <= 0 {
+		return
+	}
+	r.MilliCPU -= k * req.MilliCPU
+	r.Memory -= k * req.Memory
+	r.EphemeralStorage -= k * req.EphemeralStorage
+	r.Pods -= k * req.Pods
+	if len(req.Scalar) > 0 {
+		r.Scalar = cloneScalar(r.Scalar)
+		for name, v := range req.Scalar {
+			r.Scalar[name] -= k * v
+		}
+	}
+}
+
 // Add puts req into r.
 func (r *Resources) Add(req *Resources) {
 	r.MilliCPU += req.MilliCPU
