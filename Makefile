@@ -22,7 +22,7 @@ test: lint verify-generated test-unit test-integration
 
 ## test-unit: fast tests, no control plane
 test-unit:
-	$(GO) test ./apis/... ./pkg/... ./manifests/...
+	$(GO) test ./apis/... ./pkg/... ./manifests/... ./examples/...
 
 ## test-integration: the scheduler, controller and sandbox against a real
 ## kube-apiserver and etcd started in-process

@@ -1,0 +1,308 @@
+package report
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed report.html.tmpl
+var pageTemplate string
+
+var tmpl = template.Must(template.New("report").Parse(pageTemplate))
+
+// ordinaryColor is the colour of pods of no gang.
+const ordinaryColor = "#9e9e9e"
+
+// page is what the template renders; every number is computed here so
+// that the template only lays things out.
+type page struct {
+	Generated string
+	Cluster   string
+	Totals    []string
+	Errors    []string
+	Gangs     []gangRow
+	Legend    []legendItem
+	Zones     []zoneView
+	Timeline  timeline
+}
+
+type gangRow struct {
+	Name, Color, Size, Wait, Skew, Nodes, Racks, NUMA, Phase, Note string
+}
+
+type legendItem struct{ Name, Color string }
+
+type zoneView struct {
+	Name  string
+	Racks []rackView
+}
+
+type rackView struct {
+	Name  string
+	Nodes []nodeView
+}
+
+type nodeView struct {
+	Name string
+	CPUs int
+	NUMA []numaView
+	// Unknown holds pods whose NUMA zones are not known.
+	Unknown []podBox
+}
+
+type numaView struct {
+	Name string
+	Pods []podBox
+}
+
+type podBox struct {
+	Title, Color string
+	// Width grows with the pod's CPUs, so that a full zone looks full.
+	Width int
+	// Split marks a pod whose CPUs span zones; it is drawn in each.
+	Split bool
+}
+
+// WriteHTML writes the report page: summary, placement map and timeline,
+// with its CSS and SVG inline so the file stands alone.
+func WriteHTML(w io.Writer, run Run, s Summary) error {
+	colors := gangColors(s.Gangs)
+	p := page{
+		Generated: run.End.Format(time.RFC1123),
+		Cluster:   run.Cluster,
+		Totals:    Totals(s),
+		Errors:    run.Errors,
+		Zones:     placementMap(run, colors),
+		Timeline:  buildTimeline(run, s, colors),
+	}
+	for _, g := range s.Gangs {
+		row := gangRow{
+			Name: g.Key(), Color: colors[g.Key()],
+			Size: fmt.Sprintf("%d/%d", g.Pods, g.MinMember),
+			Wait: "-", Skew: "-", Nodes: "-", Racks: "-",
+			NUMA: numaRange(g), Phase: g.Phase,
+		}
+		if g.Bound > 0 {
+			row.Wait, row.Skew = Seconds(g.Wait), Millis(g.Skew)
+			row.Nodes = fmt.Sprintf("%d (ideal %d)", g.Nodes, g.IdealNodes)
+			row.Racks = fmt.Sprint(g.Racks)
+		}
+		if g.RequiredTopology != "" {
+			row.Note = "asks for one " + g.RequiredTopology + " domain (not enforced yet)"
+		}
+		p.Gangs = append(p.Gangs, row)
+		p.Legend = append(p.Legend, legendItem{Name: g.Key(), Color: colors[g.Key()]})
+	}
+	if s.OrdinaryPods > 0 {
+		p.Legend = append(p.Legend, legendItem{Name: "ordinary pods", Color: ordinaryColor})
+	}
+	return tmpl.Execute(w, p)
+}
+
+// gangColors gives each gang a distinct colour: hues a golden angle apart.
+func gangColors(gangs []GangSummary) map[string]string {
+	out := map[string]string{}
+	for i, g := range gangs {
+		hue := math.Mod(float64(i)*137.508+200, 360)
+		out[g.Key()] = hslHex(hue, 0.62, 0.52)
+	}
+	return out
+}
+
+// hslHex converts HSL to #rrggbb; html/template lets hex colours into
+// style attributes, not functions like hsl().
+func hslHex(h, s, l float64) string {
+	c := (1 - math.Abs(2*l-1)) * s
+	x := c * (1 - math.Abs(math.Mod(h/60, 2)-1))
+	m := l - c/2
+	var r, g, b float64
+	switch {
+	case h < 60:
+		r, g, b = c, x, 0
+	case h < 120:
+		r, g, b = x, c, 0
+	case h < 180:
+		r, g, b = 0, c, x
+	case h < 240:
+		r, g, b = 0, x, c
+	case h < 300:
+		r, g, b = x, 0, c
+	default:
+		r, g, b = c, 0, x
+	}
+	to := func(v float64) int { return int(math.Round((v + m) * 255)) }
+	return fmt.Sprintf("#%02x%02x%02x", to(r), to(g), to(b))
+}
+
+// placementMap groups nodes by zone and rack and puts every pod that ran
+// on a node in the NUMA zones that held its CPUs, in bind order.
+func placementMap(run Run, colors map[string]string) []zoneView {
+	pods := slices.Clone(run.Pods)
+	sort.SliceStable(pods, func(i, j int) bool { return pods[i].Bound.Before(pods[j].Bound) })
+	byNode := map[string][]Pod{}
+	for _, p := range pods {
+		if p.Node != "" {
+			byNode[p.Node] = append(byNode[p.Node], p)
+		}
+	}
+	var zones []zoneView
+	zoneIdx, rackIdx := map[string]int{}, map[string]int{}
+	for _, n := range run.Nodes {
+		zi, ok := zoneIdx[n.Zone]
+		if !ok {
+			zi = len(zones)
+			zoneIdx[n.Zone] = zi
+			zones = append(zones, zoneView{Name: n.Zone})
+		}
+		z := &zones[zi]
+		ri, ok := rackIdx[n.Rack]
+		if !ok {
+			ri = len(z.Racks)
+			rackIdx[n.Rack] = ri
+			z.Racks = append(z.Racks, rackView{Name: n.Rack})
+		}
+		nv := nodeView{Name: n.Name, CPUs: n.CPUs}
+		idx := map[string]int{}
+		for i, name := range n.NUMAZones {
+			idx[name] = i
+			nv.NUMA = append(nv.NUMA, numaView{Name: name})
+		}
+		for _, p := range byNode[n.Name] {
+			box := podBox{Title: podTitle(p), Color: ordinaryColor, Split: len(p.NUMAZones) > 1,
+				Width: max(3, int(3*math.Ceil(float64(p.CPUMilli)/1000)))}
+			if c, ok := colors[p.GangKey()]; ok {
+				box.Color = c
+			}
+			placed := false
+			for _, z := range p.NUMAZones {
+				if i, ok := idx[z]; ok {
+					nv.NUMA[i].Pods = append(nv.NUMA[i].Pods, box)
+					placed = true
+				}
+			}
+			if !placed {
+				nv.Unknown = append(nv.Unknown, box)
+			}
+		}
+		z.Racks[ri].Nodes = append(z.Racks[ri].Nodes, nv)
+	}
+	return zones
+}
+
+func podTitle(p Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s", p.Namespace, p.Name)
+	if p.Gang != "" {
+		fmt.Fprintf(&b, " (gang %s)", p.Gang)
+	}
+	fmt.Fprintf(&b, "\ncpu %gm, NUMA %s", float64(p.CPUMilli), strings.Join(p.NUMAZones, "+"))
+	if !p.Running.IsZero() && !p.Finished.IsZero() {
+		fmt.Fprintf(&b, "\nran %s", Seconds(p.Finished.Sub(p.Running)))
+	}
+	return b.String()
+}
+
+// timeline is an SVG bar chart: one row per gang, time left to right.
+type timeline struct {
+	Width, Height, Left, ChartWidth int
+	Rows                            []timelineRow
+	Ticks                           []tick
+	AxisY                           int
+}
+
+type timelineRow struct {
+	Label    string
+	Y, TextY int
+	Segments []segment
+}
+
+type segment struct {
+	X, W          float64
+	Fill, Opacity string
+	Title         string
+}
+
+type tick struct {
+	X     float64
+	Label string
+}
+
+const (
+	rowHeight  = 22
+	labelWidth = 230
+	chartWidth = 720
+)
+
+func buildTimeline(run Run, s Summary, colors map[string]string) timeline {
+	total := run.End.Sub(run.Start)
+	if total <= 0 {
+		total = time.Second
+	}
+	scale := func(t time.Time) float64 {
+		if t.IsZero() {
+			t = run.End
+		}
+		return float64(labelWidth) + float64(chartWidth)*t.Sub(run.Start).Seconds()/total.Seconds()
+	}
+	tl := timeline{Left: labelWidth, ChartWidth: chartWidth, Width: labelWidth + chartWidth + 20}
+	for i, g := range s.Gangs {
+		y := 10 + i*rowHeight
+		row := timelineRow{Label: g.Key(), Y: y, TextY: y + 14}
+		add := func(from, to time.Time, fill, opacity, what string) {
+			if from.IsZero() {
+				return
+			}
+			x0, x1 := scale(from), scale(to)
+			w := math.Max(x1-x0, 1.5)
+			title := fmt.Sprintf("%s: %s, %s to %s", g.Key(), what,
+				Seconds(from.Sub(run.Start)), Seconds(orEnd(to, run.End).Sub(run.Start)))
+			row.Segments = append(row.Segments, segment{X: x0, W: w, Fill: fill, Opacity: opacity, Title: title})
+		}
+		color := colors[g.Key()]
+		add(g.Created, firstOf(g.FirstBind, g.Finished), "#c8c8c8", "1", "waiting")
+		add(g.FirstBind, firstOf(g.QuorumBind, g.FirstBind), "#202020", "1", "binding (first to minMember-th bind)")
+		add(g.QuorumBind, firstOf(g.Running, g.Finished), color, "0.4", "placed, starting")
+		add(g.Running, g.Finished, color, "1", "running")
+		tl.Rows = append(tl.Rows, row)
+	}
+	tl.AxisY = 10 + len(s.Gangs)*rowHeight + 4
+	tl.Height = tl.AxisY + 24
+	step := tickStep(total)
+	for t := time.Duration(0); t <= total; t += step {
+		tl.Ticks = append(tl.Ticks, tick{X: scale(run.Start.Add(t)), Label: fmt.Sprintf("%gs", t.Seconds())})
+	}
+	return tl
+}
+
+// tickStep picks a round step giving at most about ten ticks.
+func tickStep(total time.Duration) time.Duration {
+	for _, s := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second,
+		15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute} {
+		if total/s <= 10 {
+			return s
+		}
+	}
+	return 10 * time.Minute
+}
+
+// firstOf returns a unless it is zero, else b.
+func firstOf(a, b time.Time) time.Time {
+	if a.IsZero() {
+		return b
+	}
+	return a
+}
+
+func orEnd(t, end time.Time) time.Time {
+	if t.IsZero() {
+		return end
+	}
+	return t
+}

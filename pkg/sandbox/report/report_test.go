@@ -1,0 +1,183 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+// testRun: gang a (3 pods, min 2) on two racks, one pod split over NUMA
+// zones; gang b never placed; one ordinary pod.
+func testRun() Run {
+	nodes := []Node{
+		{Name: "n1", Rack: "r1", Zone: "z", CPUs: 8, Memory: 32 << 30, NUMAZones: []string{"node-0", "node-1"}},
+		{Name: "n2", Rack: "r1", Zone: "z", CPUs: 8, Memory: 32 << 30, NUMAZones: []string{"node-0", "node-1"}},
+		{Name: "n3", Rack: "r2", Zone: "z", CPUs: 8, Memory: 32 << 30, NUMAZones: []string{"node-0", "node-1"}},
+	}
+	done := v1.PodSucceeded
+	return Run{
+		Start: t0, End: at(10000), Cluster: "3 nodes",
+		Nodes: nodes,
+		Gangs: []Gang{
+			{Namespace: "ns", Name: "b", MinMember: 2, Created: at(200), Phase: "Pending"},
+			{Namespace: "ns", Name: "a", MinMember: 2, Created: at(100), Phase: "Finished", RequiredTopology: "topology.kubernetes.io/rack"},
+		},
+		Pods: []Pod{
+			{Namespace: "ns", Name: "a-0", Gang: "a", Node: "n1", CPUMilli: 6000, Memory: 1 << 30,
+				Created: at(100), Bound: at(1000), Running: at(1100), Finished: at(6000), Phase: done, NUMAZones: []string{"node-0"}},
+			{Namespace: "ns", Name: "a-1", Gang: "a", Node: "n1", CPUMilli: 6000, Memory: 1 << 30,
+				Created: at(100), Bound: at(1004), Running: at(1300), Finished: at(6100), Phase: done, NUMAZones: []string{"node-0", "node-1"}},
+			{Namespace: "ns", Name: "a-2", Gang: "a", Node: "n3", CPUMilli: 6000, Memory: 1 << 30,
+				Created: at(100), Bound: at(1012), Running: at(1200), Finished: at(6200), Phase: done, NUMAZones: []string{"node-1"}},
+			{Namespace: "ns", Name: "b-0", Gang: "b", Created: at(200), Phase: v1.PodPending},
+			{Namespace: "ns", Name: "web", Node: "n2", CPUMilli: 500, Created: at(0), Bound: at(50), Running: at(60), Finished: at(3000), Phase: done, NUMAZones: []string{"node-0"}},
+		},
+		Errors: []string{"x.yaml: Deployment/web: kind Deployment is not supported (only Pod, PodGroup)"},
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	s := Summarize(testRun())
+	if len(s.Gangs) != 2 || s.Gangs[0].Name != "a" {
+		t.Fatalf("gangs = %+v, want a then b (creation order)", s.Gangs)
+	}
+	a := s.Gangs[0]
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"pods", a.Pods, 3},
+		{"bound", a.Bound, 3},
+		// minMember 2: the quorum is bound with the 2nd bind, at 1004; the
+		// 3rd member is an elastic extra.
+		{"quorum bind", a.QuorumBind, at(1004)},
+		{"wait", a.Wait, 904 * time.Millisecond}, // 1004 - created 100
+		{"skew", a.Skew, 4 * time.Millisecond},   // 1004 - 1000
+		{"last bind", a.LastBind, at(1012)},
+		{"nodes", a.Nodes, 2},
+		{"ideal nodes", a.IdealNodes, 3}, // 18 CPUs on 8-CPU nodes
+		{"racks", a.Racks, 2},
+		{"NUMA min", a.NUMAMin, 1},
+		{"NUMA max", a.NUMAMax, 2},
+		{"split", a.Split, 1},
+		{"running", a.Running, at(1200)}, // the 2nd (minMember) member to run
+		{"finished", a.Finished, at(6200)},
+		{"done", a.Done(), true},
+		{"gangs finished", s.GangsFinished, 1},
+		{"pods total", s.PodsTotal, 5},
+		{"pods bound", s.PodsBound, 4},
+		{"succeeded", s.PodsSucceeded, 4},
+		{"ordinary", s.OrdinaryPods, 1},
+		{"split pods", s.SplitPods, 1},
+		{"skew max", s.SkewMax, 4 * time.Millisecond},
+		{"wait p50", s.WaitP50, 904 * time.Millisecond},
+		{"b bound", s.Gangs[1].Bound, 0},
+		{"b finished", s.Gangs[1].Finished, time.Time{}},
+		{"b phase", s.Gangs[1].Phase, "Pending"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	// 4 binds from 50ms to 1012ms.
+	if want := 4 / 0.962; s.Throughput < want-0.01 || s.Throughput > want+0.01 {
+		t.Errorf("throughput = %f, want %f", s.Throughput, want)
+	}
+}
+
+func TestProgressOf(t *testing.T) {
+	run := testRun()
+	p := ProgressOf(run)
+	if p.Finished != 1 || p.Waiting != 1 || p.PodsBound != 4 || p.PodsDone != 4 || p.PodsSeen != 5 {
+		t.Errorf("progress = %+v", p)
+	}
+	// Gang a earlier in its life: two bound, none running.
+	for i := range run.Pods[:3] {
+		run.Pods[i].Running, run.Pods[i].Finished, run.Pods[i].Phase = time.Time{}, time.Time{}, v1.PodPending
+	}
+	run.Pods[2].Bound = time.Time{}
+	if p := ProgressOf(run); p.Placed != 1 || p.Finished != 0 {
+		t.Errorf("progress with a placed gang = %+v", p)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteTable(&b, Summarize(testRun())); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"GANG", "ns/a *", "3/2", "0.9s", "4ms", "2 (3)", "1-2 (1 split)", "Finished",
+		"ns/b", "Pending", "gangs finished:   1 of 2", "errors:           1",
+		"does not enforce it yet",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestWriteHTML(t *testing.T) {
+	run := testRun()
+	var b bytes.Buffer
+	if err := WriteHTML(&b, run, Summarize(run)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		`id="placement-map"`, `id="node-n1"`, `id="node-n2"`, `id="node-n3"`, `id="timeline"`,
+		"ns/a", "ns/b", "ordinary pods", "r1", "r2", "node-0", "node-1", "pod split",
+		"kind Deployment is not supported",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Self-contained: nothing fetched from elsewhere.
+	for _, bad := range []string{"<script src", "<link", "http://", "https://", "ZgotmplZ"} {
+		if strings.Contains(strings.ReplaceAll(out, `xmlns="http://www.w3.org/2000/svg"`, ""), bad) {
+			t.Errorf("page contains %q", bad)
+		}
+	}
+}
+
+func TestHSLHex(t *testing.T) {
+	for _, c := range []struct {
+		h, s, l float64
+		want    string
+	}{{0, 1, 0.5, "#ff0000"}, {120, 1, 0.5, "#00ff00"}, {240, 1, 0.5, "#0000ff"}, {0, 0, 1, "#ffffff"}} {
+		if got := hslHex(c.h, c.s, c.l); got != c.want {
+			t.Errorf("hslHex(%v,%v,%v) = %s, want %s", c.h, c.s, c.l, got, c.want)
+		}
+	}
+}
+
+// An elastic gang's extra pod that never found room before the gang
+// finished is listed, and the gang still counts as finished.
+func TestLeftBehind(t *testing.T) {
+	run := testRun()
+	run.Pods = append(run.Pods, Pod{Namespace: "ns", Name: "a-3", Gang: "a", Created: at(100), Phase: v1.PodPending})
+	s := Summarize(run)
+	if len(s.LeftBehind) != 1 || s.LeftBehind[0] != "ns/a-3" {
+		t.Errorf("LeftBehind = %v, want [ns/a-3]", s.LeftBehind)
+	}
+	if p := ProgressOf(run); p.Finished != 1 {
+		t.Errorf("progress = %+v, want gang a finished", p)
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "left behind:      1 pods never bound, though their PodGroup had finished: ns/a-3") {
+		t.Errorf("table does not list the pod left behind:\n%s", b.String())
+	}
+}
