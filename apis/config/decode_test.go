@@ -46,6 +46,9 @@ func TestDecodeGangArgsRejectsNonsense(t *testing.T) {
 		{`{"scheduleTimeoutSeconds": 10}`, `unknown field "scheduleTimeoutSeconds"`},
 		{`{"headReservation": "yes"}`, "cannot unmarshal string"},
 		{`[1,2]`, "cannot unmarshal array"},
+		{`{"topologyLevels": ["rack", "rack"]}`, "args.topologyLevels[1]: Duplicate value"},
+		{`{"topologyLevels": ["not a label!"]}`, "args.topologyLevels[0]: Invalid value"},
+		{`{"topologyLevels": ["kubernetes.io/hostname", "rack"]}`, "must come last"},
 	} {
 		_, err := DecodeGangArgs(raw(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -11,6 +11,10 @@ const (
 	DefaultPodGroupSyncTimeoutSeconds int32 = 30
 )
 
+// DefaultTopologyLevels are the well-known zone label, the rack label
+// most clusters use, and the hostname.
+var DefaultTopologyLevels = []string{"topology.kubernetes.io/zone", "topology.kubernetes.io/rack", "kubernetes.io/hostname"}
+
 // SetDefaultsGangArgs fills the fields left unset.
 func SetDefaultsGangArgs(args *GangArgs) {
 	if args.DefaultScheduleTimeoutSeconds == nil {
@@ -18,6 +22,9 @@ func SetDefaultsGangArgs(args *GangArgs) {
 	}
 	if args.HeadReservation == nil {
 		args.HeadReservation = ptr.To(true)
+	}
+	if args.TopologyLevels == nil {
+		args.TopologyLevels = append([]string(nil), DefaultTopologyLevels...)
 	}
 	if args.PodGroupSyncTimeoutSeconds == nil {
 		args.PodGroupSyncTimeoutSeconds = ptr.To(DefaultPodGroupSyncTimeoutSeconds)

@@ -20,6 +20,13 @@ type GangArgs struct {
 	// for it, so younger gangs cannot starve it.
 	HeadReservation *bool `json:"headReservation,omitempty"`
 
+	// TopologyLevels are node label keys naming topology domains, widest
+	// first, hostname last. A gang goes to the narrowest domain that holds
+	// it; levels no node carries are skipped. PodGroups may name a level in
+	// the lockstep.io/required-topology and lockstep.io/preferred-topology
+	// annotations.
+	TopologyLevels []string `json:"topologyLevels,omitempty"`
+
 	// PodGroupSyncTimeoutSeconds bounds how long the plugin waits at start-up
 	// for its PodGroup informer to sync before it starts anyway and reports
 	// the failure (the CRD may not be installed).

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -22,5 +23,19 @@ func ValidateGangArgs(path *field.Path, args *GangArgs) error {
 	}
 	checkSeconds("defaultScheduleTimeoutSeconds", args.DefaultScheduleTimeoutSeconds)
 	checkSeconds("podGroupSyncTimeoutSeconds", args.PodGroupSyncTimeoutSeconds)
+	seen := map[string]bool{}
+	for i, level := range args.TopologyLevels {
+		p := path.Child("topologyLevels").Index(i)
+		for _, msg := range validation.IsQualifiedName(level) {
+			errs = append(errs, field.Invalid(p, level, "must be a node label key: "+msg))
+		}
+		if seen[level] {
+			errs = append(errs, field.Duplicate(p, level))
+		}
+		seen[level] = true
+		if level == "kubernetes.io/hostname" && i != len(args.TopologyLevels)-1 {
+			errs = append(errs, field.Invalid(p, level, "the hostname level is the narrowest and must come last"))
+		}
+	}
 	return errs.ToAggregate()
 }

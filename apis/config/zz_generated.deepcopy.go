@@ -22,6 +22,11 @@ func (in *GangArgs) DeepCopyInto(out *GangArgs) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.TopologyLevels != nil {
+		in, out := &in.TopologyLevels, &out.TopologyLevels
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.PodGroupSyncTimeoutSeconds != nil {
 		in, out := &in.PodGroupSyncTimeoutSeconds, &out.PodGroupSyncTimeoutSeconds
 		*out = new(int32)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/pkg/topology"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
@@ -57,6 +58,8 @@ type cycleState struct {
 	// held is the room per node this pod may not use.
 	held    map[string]placement.Resources
 	request placement.Resources
+	// numa is what the pod needs from one NUMA zone, nil if nothing.
+	numa *placement.Resources
 }
 
 func (s *cycleState) Clone() fwk.StateData { return s }
@@ -129,7 +132,7 @@ func (pl *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	pl.m.mu.Lock()
-	g := pl.m.gang(podgroup.KeyOf(pod), pod.Namespace, name)
+	g := pl.m.gangFor(pg)
 	c := pl.m.censusLocked(g)
 	released := g.released
 	pl.m.mu.Unlock()
@@ -159,7 +162,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	logger := klog.FromContext(ctx)
 	now := pl.m.clock.Now()
 	snap := snapshotOf(nodes)
-	st := &cycleState{gangKey: podgroup.KeyOf(pod), request: placement.PodRequest(pod)}
+	st := &cycleState{gangKey: podgroup.KeyOf(pod), request: placement.PodRequest(pod), numa: topology.NUMANeed(pod)}
 
 	// Room that freed goes to the head of the queue before anyone younger
 	// can plan with it.
@@ -183,13 +186,9 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	r := pl.gangRank(pod, pg)
 
 	pl.m.mu.Lock()
-	g := pl.m.gang(st.gangKey, pg.Namespace, pg.Name)
+	g := pl.m.gangFor(pg)
 	g.rank, g.timeout = r, podgroup.Timeout(pg, pl.m.defaultTimeout)
 	c := pl.m.censusLocked(g)
-	if g.released && c.scheduled == 0 {
-		// Every member of the last run is gone: a new run gangs again.
-		g.released = false
-	}
 	if g.released || c.scheduled >= min {
 		// The gang has started: members beyond the quorum go as they come.
 		g.released = true
@@ -221,6 +220,12 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 		return pl.finishPreFilter(cs, st, &fwk.PreFilterResult{NodeNames: sets.New(node)})
 	}
 
+	required, preferred, terr := podgroup.TopologyConstraints(pg, pl.m.levels)
+	if terr != nil {
+		pl.m.mu.Unlock()
+		pl.m.events.podGroupObj(pg, v1.EventTypeWarning, "InvalidTopology", terr.Error())
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, terr.Error())
+	}
 	needed := min - c.scheduled
 	if len(c.pending) < needed {
 		pl.m.mu.Unlock()
@@ -235,7 +240,10 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	}
 
 	held := pl.m.heldLocked(st.gangKey, r)
-	req := placement.Request{Nodes: planNodes(nodes, held, false), Members: membersOf(c.pending, g.avoid), Needed: needed, Options: pl.m.placementOpts}
+	req := placement.Request{
+		Nodes: pl.m.planNodes(nodes, held, false), Members: pl.m.membersOf(c.pending, g.avoid), Needed: needed, Options: pl.m.placementOpts,
+		Levels: pl.m.levels, Required: required, Preferred: preferred,
+	}
 	plan, failure := placement.PlanGang(req)
 	if failure != nil {
 		status, wake := pl.gangUnplaceableLocked(logger, g, pg, req, failure, nodes, snap, now)
@@ -248,7 +256,9 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	g.plan = &gangPlan{
 		nodeOf:  make(map[types.UID]string, len(plan.NodeOf)),
 		request: make(map[types.UID]placement.Resources, len(plan.NodeOf)),
+		zonesOf: make(map[types.UID][]string, len(plan.ZonesOf)),
 		nodes:   len(plan.NodesUsed),
+		domain:  plan.Domain,
 		expires: now.Add(g.timeout),
 	}
 	wake = map[string]*v1.Pod{}
@@ -256,6 +266,9 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 		m := req.Members[mi]
 		g.plan.nodeOf[m.Pod.UID] = req.Nodes[ni].Info.Node().Name
 		g.plan.request[m.Pod.UID] = m.Request
+		if z, ok := plan.ZonesOf[mi]; ok {
+			g.plan.zonesOf[m.Pod.UID] = z
+		}
 		if m.Pod.UID != pod.UID {
 			wake[m.Pod.Namespace+"/"+m.Pod.Name] = m.Pod
 		}
@@ -266,7 +279,8 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	st.held = held
 	pl.m.mu.Unlock()
 
-	logger.V(2).Info("Planned gang", "gang", g.key, "members", len(plan.NodeOf), "needed", needed, "nodes", len(plan.NodesUsed), "plan", klog.Format(g.plan.nodeOf))
+	logger.V(2).Info("Planned gang", "gang", g.key, "members", len(plan.NodeOf), "needed", needed,
+		"domain", plan.Domain.String(), "nodes", len(plan.NodesUsed), "plan", g.plan.nodeOf, "numaZones", g.plan.zonesOf)
 	if wasBlocked {
 		pl.m.events.podGroupObj(pg, v1.EventTypeNormal, "Planned", fmt.Sprintf("room found for %d members on %d nodes", len(plan.NodeOf), len(plan.NodesUsed)))
 	}
@@ -283,7 +297,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 // pod, Filter has nothing to check and is skipped.
 func (pl *Gang) finishPreFilter(cs fwk.CycleState, st *cycleState, res *fwk.PreFilterResult) (*fwk.PreFilterResult, *fwk.Status) {
 	cs.Write(stateKey, st)
-	if len(st.held) == 0 && st.plannedNode == "" {
+	if len(st.held) == 0 && st.plannedNode == "" && st.numa == nil {
 		return res, fwk.NewStatus(fwk.Skip)
 	}
 	return res, nil
@@ -294,7 +308,7 @@ func (pl *Gang) finishPreFilter(cs fwk.CycleState, st *cycleState, res *fwk.PreF
 // waits, and may become the head of the queue that reserves room.
 func (pl *Gang) gangUnplaceableLocked(logger klog.Logger, g *gangState, pg *v1alpha1.PodGroup, req placement.Request, failure *placement.Failure, nodes []fwk.NodeInfo, snap snapshot, now time.Time) (*fwk.Status, map[string]*v1.Pod) {
 	empty := req
-	empty.Nodes = planNodes(nodes, nil, true)
+	empty.Nodes = pl.m.planNodes(nodes, nil, true)
 	if _, never := placement.PlanGang(empty); never != nil {
 		g.blocked, g.reserve = false, nil
 		msg := "gang can never fit this cluster as it is: " + never.Error()
@@ -337,10 +351,17 @@ func (pl *Gang) refreshHeadLocked(logger klog.Logger, nodes []fwk.NodeInfo, snap
 		head.blocked, head.reserve = false, nil
 		return nil
 	}
+	required, _, err := podgroup.TopologyConstraints(pg, m.levels)
+	if err != nil {
+		head.blocked, head.reserve = false, nil
+		return nil
+	}
 	req := placement.Request{
-		Nodes:   planNodes(nodes, m.heldLocked(head.key, head.rank), false),
-		Members: membersOf(c.pending, head.avoid),
-		Options: m.placementOpts,
+		Nodes:    m.planNodes(nodes, m.heldLocked(head.key, head.rank), false),
+		Members:  m.membersOf(c.pending, head.avoid),
+		Options:  m.placementOpts,
+		Levels:   m.levels,
+		Required: required,
 	}
 	plan, _ := placement.PlanGang(req)
 	first := head.reserve == nil
@@ -368,11 +389,19 @@ func (pl *Gang) refreshHeadLocked(logger klog.Logger, nodes []fwk.NodeInfo, snap
 	return wake
 }
 
-// Filter refuses nodes whose free room is held for other gangs.
+// Filter refuses nodes whose free room is held for other gangs, and nodes
+// whose kubelet would reject the pod for want of one NUMA zone with room.
 func (pl *Gang) Filter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, ni fwk.NodeInfo) *fwk.Status {
 	st := readState(cs)
 	if st == nil || ni.Node() == nil {
 		return nil
+	}
+	if st.numa != nil {
+		if zones, single := pl.m.topo.ZonesOf(ni.Node().Name); single && len(zones) > 0 {
+			if _, ok := topology.Choose(zones, true, st.numa); !ok {
+				return fwk.NewStatus(fwk.Unschedulable, placement.ReasonNUMA)
+			}
+		}
 	}
 	held, ok := st.held[ni.Node().Name]
 	if !ok {
@@ -435,8 +464,17 @@ func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gang members are not placed by preemption")
 }
 
-// Reserve records an assumed member.
+// Reserve records an assumed member, and the NUMA zones a pod with
+// exclusive CPUs takes.
 func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	if need := topology.NUMANeed(pod); need != nil {
+		if zones, single := pl.m.topo.ZonesOf(node); len(zones) > 0 {
+			if chosen, ok := topology.Choose(zones, single, need); ok {
+				pl.m.topo.Assign(node, pod.UID, chosen)
+				klog.FromContext(ctx).V(2).Info("NUMA zones reserved", "pod", klog.KObj(pod), "node", node, "zones", chosen)
+			}
+		}
+	}
 	key := podgroup.KeyOf(pod)
 	if key == "" {
 		return nil
@@ -452,6 +490,7 @@ func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nod
 // quorum fails the whole attempt: its waiting siblings are rejected so that
 // nothing stays held.
 func (pl *Gang) Unreserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) {
+	pl.m.topo.Forget(pod.UID)
 	key := podgroup.KeyOf(pod)
 	if key == "" {
 		return
@@ -494,7 +533,7 @@ func (pl *Gang) Permit(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("PodGroup %s not found", key)), 0
 	}
 	pl.m.mu.Lock()
-	g := pl.m.gang(key, pg.Namespace, pg.Name)
+	g := pl.m.gangFor(pg)
 	if g.released {
 		pl.m.mu.Unlock()
 		return nil, 0
@@ -506,10 +545,21 @@ func (pl *Gang) Permit(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node
 		for _, a := range g.assumed {
 			nodes.Insert(a.node)
 		}
+		var gangCPU int64
+		if g.plan != nil {
+			for _, r := range g.plan.request {
+				gangCPU += r.MilliCPU
+			}
+		}
+		where := ""
+		if g.plan != nil && g.plan.domain.Level != "" {
+			where = " in " + g.plan.domain.String()
+		}
 		uids := pl.m.releaseGangLocked(g)
 		pl.m.mu.Unlock()
-		logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", key, "members", len(uids), "nodes", nodes.Len())
-		pl.m.events.podGroupObj(pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes", len(uids), nodes.Len()))
+		logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", key, "members", len(uids), "nodes", nodes.Len(), "domain", where)
+		pl.m.events.podGroupObj(pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s", len(uids), nodes.Len(), where))
+		pl.m.observePlacement(nodes, gangCPU)
 		pl.m.allowWaiting(uids)
 		return nil, 0
 	}

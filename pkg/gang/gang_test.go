@@ -8,8 +8,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/cache"
@@ -241,41 +239,18 @@ func TestLessKeepsGangMembersTogether(t *testing.T) {
 	}
 }
 
-func TestPodGroupHints(t *testing.T) {
+func TestPodHints(t *testing.T) {
 	pl := &Gang{}
 	logger := klog.Background()
 	pod := member("g", 0, "")
-	pg := &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}, Spec: v1alpha1.PodGroupSpec{MinMember: 4}}
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(pg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	added := &unstructured.Unstructured{Object: u}
-	if h, err := pl.podGroupChanged(logger, pod, nil, added); err != nil || h != fwk.Queue {
-		t.Errorf("own PodGroup added (unstructured): %v %v", h, err)
-	}
-	other := pg.DeepCopy()
-	other.Name = "other"
-	if h, _ := pl.podGroupChanged(logger, pod, nil, other); h != fwk.QueueSkip {
-		t.Error("another gang's PodGroup must not requeue")
-	}
-	bigger := pg.DeepCopy()
-	bigger.Spec.MinMember = 8
-	if h, _ := pl.podGroupChanged(logger, pod, pg, bigger); h != fwk.QueueSkip {
-		t.Error("a larger minMember never helps")
-	}
-	smaller := pg.DeepCopy()
-	smaller.Spec.MinMember = 2
-	if h, _ := pl.podGroupChanged(logger, pod, pg, smaller); h != fwk.Queue {
-		t.Error("a smaller minMember may help")
-	}
-	if h, _ := pl.podGroupChanged(logger, pod, cache.DeletedFinalStateUnknown{Obj: pg}, nil); h != fwk.Queue {
-		t.Error("own PodGroup deleted: requeue so the pod says it waits for it")
-	}
 	if h, _ := pl.sameGangPod(logger, pod, nil, member("g", 1, "")); h != fwk.Queue {
 		t.Error("a new member of the same gang requeues")
 	}
 	if h, _ := pl.sameGangPod(logger, pod, nil, member("x", 1, "")); h != fwk.QueueSkip {
 		t.Error("a pod of another gang does not")
+	}
+	ordinary := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"}}
+	if h, _ := pl.sameGangPod(logger, ordinary, nil, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web2", Namespace: "ns"}}); h != fwk.QueueSkip {
+		t.Error("ordinary pods do not wait for members")
 	}
 }

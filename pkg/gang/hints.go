@@ -2,16 +2,11 @@ package gang
 
 import (
 	"context"
-	"fmt"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/util"
-	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -32,9 +27,10 @@ func (pl *Gang) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint,
 		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete | fwk.UpdatePodScaleDown}, QueueingHintFn: pl.roomFreed},
 		// Nodes that appear, grow, or change labels or taints may hold the gang.
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}, QueueingHintFn: pl.nodeChanged},
-		// The PodGroup appearing, its minMember changing, or it going away
-		// (its pods then wait, saying so).
-		{Event: fwk.ClusterEvent{Resource: fwk.EventResource(podgroup.EventResource), ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: pl.podGroupChanged},
+		// PodGroup changes are not registered here: the scheduler would
+		// watch them with a dynamic informer and wait for it to sync at
+		// start, hanging forever on a cluster without the CRD. The plugin's
+		// own PodGroup informer wakes the gang's pods instead (manager.go).
 	}, nil
 }
 
@@ -75,43 +71,3 @@ func (pl *Gang) nodeChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any)
 	return fwk.Queue, nil
 }
 
-func (pl *Gang) podGroupChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
-	obj := newObj
-	if obj == nil {
-		obj = oldObj
-	}
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	pg, err := toPodGroup(obj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	if podgroup.KeyOf(pod) != podgroup.Key(pg.Namespace, pg.Name) {
-		return fwk.QueueSkip, nil
-	}
-	if oldObj != nil && newObj != nil {
-		if old, err := toPodGroup(oldObj); err == nil && old.Spec.MinMember < pg.Spec.MinMember {
-			// A larger quorum never makes a waiting gang schedulable.
-			return fwk.QueueSkip, nil
-		}
-	}
-	return fwk.Queue, nil
-}
-
-// toPodGroup accepts both the typed object and the unstructured one the
-// scheduler's dynamic informer delivers.
-func toPodGroup(obj any) (*v1alpha1.PodGroup, error) {
-	switch o := obj.(type) {
-	case *v1alpha1.PodGroup:
-		return o, nil
-	case *unstructured.Unstructured:
-		pg := &v1alpha1.PodGroup{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, pg); err != nil {
-			return nil, err
-		}
-		return pg, nil
-	default:
-		return nil, fmt.Errorf("unexpected object of type %T", obj)
-	}
-}

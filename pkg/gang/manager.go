@@ -2,6 +2,7 @@ package gang
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/pkg/topology"
 )
 
 // gangIndex indexes pods by gang key in the scheduler's pod informer.
@@ -34,7 +36,9 @@ type assumedPod struct {
 type gangPlan struct {
 	nodeOf  map[types.UID]string
 	request map[types.UID]placement.Resources
+	zonesOf map[types.UID][]string
 	nodes   int
+	domain  placement.Domain
 	expires time.Time
 }
 
@@ -51,9 +55,12 @@ type snapshotKey struct {
 // gangState is everything the scheduler holds for one gang.
 type gangState struct {
 	key, namespace, name string
+	uid                  types.UID
 
-	plan     *gangPlan
-	assumed  map[types.UID]assumedPod
+	plan    *gangPlan
+	assumed map[types.UID]assumedPod
+	// released is set once the quorum was reached: from then on members go
+	// as they come, even after the first ones finished (elastic gangs).
 	released bool
 	// avoid lists, per member, nodes where the member's full Filter chain
 	// failed although the plan chose them; replanning skips them.
@@ -91,6 +98,8 @@ type manager struct {
 	defaultTimeout time.Duration
 	headEnabled    bool
 	placementOpts  placement.Options
+	levels         []string
+	topo           *topology.Tracker
 }
 
 var (
@@ -106,6 +115,20 @@ func (m *manager) gang(key, namespace, name string) *gangState {
 	if !ok {
 		g = &gangState{key: key, namespace: namespace, name: name, assumed: map[types.UID]assumedPod{}}
 		m.gangs[key] = g
+	}
+	return g
+}
+
+// gangFor returns the state of a PodGroup's gang. A PodGroup deleted and
+// created again under the same name is a new gang: its UID differs, and
+// the old state (a started gang lets members go freely) must not carry over.
+func (m *manager) gangFor(pg *v1alpha1.PodGroup) *gangState {
+	g := m.gang(podgroup.Key(pg.Namespace, pg.Name), pg.Namespace, pg.Name)
+	if g.uid != pg.UID {
+		if g.uid != "" {
+			*g = gangState{key: g.key, namespace: g.namespace, name: g.name, assumed: g.assumed}
+		}
+		g.uid = pg.UID
 	}
 	return g
 }
@@ -312,7 +335,13 @@ func (m *manager) activate(logger klog.Logger, pods map[string]*v1.Pod) {
 // scheduler's own PodGroup event may come before this informer has the
 // object, so waking them from here closes that race.
 func (m *manager) onPodGroupAdd(logger klog.Logger, pg *v1alpha1.PodGroup) {
-	objs, _ := m.podIndexer.ByIndex(gangIndex, podgroup.Key(pg.Namespace, pg.Name))
+	m.wakeGang(logger, pg.Namespace, pg.Name)
+}
+
+// wakeGang moves a gang's unbound pods to the active queue, where PreEnqueue
+// and PreFilter look at them again.
+func (m *manager) wakeGang(logger klog.Logger, namespace, name string) {
+	objs, _ := m.podIndexer.ByIndex(gangIndex, podgroup.Key(namespace, name))
 	wake := map[string]*v1.Pod{}
 	for _, o := range objs {
 		if pod, ok := o.(*v1.Pod); ok && !podgroup.IsBound(pod) {
@@ -322,8 +351,13 @@ func (m *manager) onPodGroupAdd(logger klog.Logger, pg *v1alpha1.PodGroup) {
 	m.activate(logger, wake)
 }
 
-// onPodGroupUpdate lets waiting members go when a lowered minMember is now met.
-func (m *manager) onPodGroupUpdate(logger klog.Logger, pg *v1alpha1.PodGroup) {
+// onPodGroupUpdate wakes the gang when a change may help it (a lower
+// minMember, new topology annotations), and lets waiting members go when a
+// lowered minMember is now met.
+func (m *manager) onPodGroupUpdate(logger klog.Logger, old, pg *v1alpha1.PodGroup) {
+	if pg.Spec.MinMember < old.Spec.MinMember || !maps.Equal(pg.Annotations, old.Annotations) {
+		m.wakeGang(logger, pg.Namespace, pg.Name)
+	}
 	m.mu.Lock()
 	g, ok := m.gangs[podgroup.Key(pg.Namespace, pg.Name)]
 	if !ok || g.released || len(g.assumed) == 0 {
@@ -380,4 +414,6 @@ func (m *manager) onPodGroupDelete(logger klog.Logger, namespace, name string) {
 	logger.V(2).Info("PodGroup deleted; released its gang", "gang", key, "waiting", len(waiting))
 	m.rejectWaiting(waiting, fmt.Sprintf("PodGroup %s was deleted", key))
 	m.activate(logger, wake)
+	// Its pods wait again, saying they wait for their PodGroup.
+	m.wakeGang(logger, namespace, name)
 }

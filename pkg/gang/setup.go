@@ -26,6 +26,7 @@ import (
 	"github.com/lockstep-sched/lockstep/apis/config"
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/pkg/topology"
 )
 
 // managerFor returns the manager of the scheduler h belongs to, creating it
@@ -72,6 +73,8 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 		schedulers:     sets.New(h.ProfileName()),
 		defaultTimeout: time.Duration(*args.DefaultScheduleTimeoutSeconds) * time.Second,
 		headEnabled:    *args.HeadReservation,
+		levels:         args.TopologyLevels,
+		topo:           topology.NewTracker(),
 		placementOpts: placement.Options{
 			EnableTaintComparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
 		},
@@ -90,9 +93,11 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 				m.onPodGroupAdd(logger, pg)
 			}
 		},
-		UpdateFunc: func(_, obj any) {
-			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
-				m.onPodGroupUpdate(logger, pg)
+		UpdateFunc: func(oldObj, obj any) {
+			old, ok1 := oldObj.(*v1alpha1.PodGroup)
+			pg, ok2 := obj.(*v1alpha1.PodGroup)
+			if ok1 && ok2 {
+				m.onPodGroupUpdate(logger, old, pg)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -107,6 +112,29 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 		return nil, fmt.Errorf("watching PodGroups: %w", err)
 	}
 	pgFactory.Start(ctx.Done())
+
+	// A pod gone gives back its NUMA zones.
+	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*v1.Pod); ok {
+				m.topo.Forget(pod.UID)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("watching pods: %w", err)
+	}
+	// New or changed zones may hold what waits.
+	if err := m.topo.Start(ctx, restCfg, func() {
+		m.mu.Lock()
+		wake := m.releaseLocked()
+		m.mu.Unlock()
+		m.activate(logger, wake)
+	}); err != nil {
+		return nil, fmt.Errorf("watching NodeResourceTopologies: %w", err)
+	}
 
 	// Do not hang the scheduler on a missing CRD: wait a bounded time, say
 	// what is wrong, and go on. The informer keeps retrying and picks the

@@ -7,6 +7,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/lockstep-sched/lockstep/pkg/placement"
+	"github.com/lockstep-sched/lockstep/pkg/topology"
 )
 
 // snapshot summarises a cycle's node infos. The scheduler stamps every node
@@ -28,31 +29,35 @@ func snapshotOf(nodes []fwk.NodeInfo) snapshot {
 
 // planNodes turns node infos into the planner's view: free room less what
 // is held for others, or, with asEmpty, the whole allocatable room (to tell
-// "does not fit yet" from "can never fit").
-func planNodes(nodes []fwk.NodeInfo, held map[string]placement.Resources, asEmpty bool) []placement.Node {
+// "does not fit yet" from "can never fit"); NUMA zones where nodes publish
+// them.
+func (m *manager) planNodes(nodes []fwk.NodeInfo, held map[string]placement.Resources, asEmpty bool) []placement.Node {
 	out := make([]placement.Node, 0, len(nodes))
 	for _, ni := range nodes {
 		if ni.Node() == nil {
 			continue
 		}
+		name := ni.Node().Name
 		n := placement.Node{Info: ni}
 		if asEmpty {
 			n.Free = placement.CapacityOf(ni)
+			n.Zones, n.SingleNUMA = m.topo.CapacityOf(name)
 		} else {
 			n.Free = placement.FreeOf(ni)
-			if h, ok := held[ni.Node().Name]; ok {
+			if h, ok := held[name]; ok {
 				n.Free.Sub(&h)
 			}
+			n.Zones, n.SingleNUMA = m.topo.ZonesOf(name)
 		}
 		out = append(out, n)
 	}
 	return out
 }
 
-func membersOf(pods []*v1.Pod, avoid map[types.UID]sets.Set[string]) []placement.Member {
+func (m *manager) membersOf(pods []*v1.Pod, avoid map[types.UID]sets.Set[string]) []placement.Member {
 	out := make([]placement.Member, len(pods))
 	for i, p := range pods {
-		out[i] = placement.Member{Pod: p, Request: placement.PodRequest(p), Avoid: avoid[p.UID]}
+		out[i] = placement.Member{Pod: p, Request: placement.PodRequest(p), Avoid: avoid[p.UID], NUMA: topology.NUMANeed(p)}
 	}
 	return out
 }

@@ -17,6 +17,15 @@ type Member struct {
 	// Avoid lists nodes this member must not be planned on again: its full
 	// Filter chain refused them after an earlier plan chose them.
 	Avoid sets.Set[string]
+	// NUMA is what the member needs from one NUMA zone when kubelet would
+	// give it exclusive CPUs (Guaranteed, integer CPU); nil otherwise.
+	NUMA *Resources
+}
+
+// Zone is a NUMA zone of a node and the room left in it.
+type Zone struct {
+	Name string
+	Free Resources
 }
 
 // Node is a node as a plan sees it: its object and the room a plan may use,
@@ -24,6 +33,11 @@ type Member struct {
 type Node struct {
 	Info fwk.NodeInfo
 	Free Resources
+	// Zones are the node's NUMA zones when known (NodeResourceTopology).
+	Zones []Zone
+	// SingleNUMA is set when kubelet's Topology Manager policy is
+	// single-numa-node: a member with a NUMA need must fit one zone.
+	SingleNUMA bool
 }
 
 // Request asks for a plan.
@@ -31,9 +45,36 @@ type Request struct {
 	Nodes   []Node
 	Members []Member
 	// Needed is how many members must be placed for the plan to count; the
-	// others (elastic extras) are placed when room allows.
+	// others (elastic extras) are placed when room allows. Zero asks for a
+	// partial plan: as many members as fit (a head-of-queue reservation).
 	Needed  int
 	Options Options
+	// Levels are topology label keys, widest first (zone, rack, hostname).
+	// The gang goes to the narrowest domain that holds it.
+	Levels []string
+	// Preferred is the level to try first ("" for the narrowest), Required
+	// the widest level the gang may span ("" for the whole cluster).
+	Preferred, Required string
+}
+
+// Domain is the topology domain a plan lies in; empty for the whole cluster.
+type Domain struct {
+	Level, Value string
+}
+
+func (d Domain) String() string {
+	if d.Level == "" {
+		return "the cluster"
+	}
+	return shortLevel(d.Level) + " " + d.Value
+}
+
+// shortLevel turns topology.kubernetes.io/rack into rack for messages.
+func shortLevel(level string) string {
+	if i := strings.LastIndex(level, "/"); i >= 0 {
+		return level[i+1:]
+	}
+	return level
 }
 
 // Plan says which node each placed member goes to.
@@ -41,8 +82,12 @@ type Plan struct {
 	// NodeOf maps a member's index in Request.Members to a node index in
 	// Request.Nodes; members left out (extras that did not fit) are absent.
 	NodeOf map[int]int
+	// ZonesOf names the NUMA zones each member takes, for members with a
+	// NUMA need on nodes whose zones are known.
+	ZonesOf map[int][]string
 	// NodesUsed lists the node indices the plan uses, in the order opened.
 	NodesUsed []int
+	Domain    Domain
 }
 
 // Failure explains why no plan exists.
@@ -54,10 +99,16 @@ type Failure struct {
 	// Reasons counts why each node refused that member.
 	Reasons map[string]int
 	Nodes   int
+	// Required is set when the gang must fit one domain of this level.
+	Required string
+	Domains  int
 }
 
 func (f *Failure) Error() string {
 	var b strings.Builder
+	if f.Required != "" {
+		fmt.Fprintf(&b, "no single %s of the %d holds the gang; in the best one ", shortLevel(f.Required), f.Domains)
+	}
 	fmt.Fprintf(&b, "only %d of the %d members needed can be placed at once", f.Placed, f.Needed)
 	if f.Member != nil {
 		fmt.Fprintf(&b, "; pod %s (%s) fits none of the %d nodes left", f.Member.Name, f.Request.String(), f.Nodes)
@@ -87,72 +138,276 @@ func formatReasons(reasons map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// PlanGang places a gang's members, largest first, onto as few nodes as it
-// can: each member goes to a node the plan already uses when one has room
-// (best fit, the fullest that still fits), and otherwise opens the node that
-// takes the most of the members still to place, the tightest such node
-// first, so that big holes stay free for big gangs. It is deterministic for
-// the same input. The members' own scheduling cycles then check the full
-// Filter chain on the planned nodes.
+// PlanGang places a gang's members, largest first. It looks for the
+// narrowest topology domain that holds the whole gang, from the preferred
+// level outwards up to the required one, and among the domains of a level
+// that hold it takes the one left with the least room (best fit), so big
+// holes stay free for big gangs. Inside the domain it packs onto as few
+// nodes as it can: each member goes to a node the plan already uses when
+// one has room (the fullest that still fits, preferring one NUMA zone), and
+// otherwise opens the node that takes the most of the members still to
+// place, the tightest such node first. It is deterministic for the same
+// input. The members' own scheduling cycles then run the full Filter chain
+// on the planned nodes.
 func PlanGang(req Request) (*Plan, *Failure) {
-	n := len(req.Nodes)
-	order := sortedBySize(req.Members)
-	free := make([]Resources, n)
-	for i := range req.Nodes {
-		free[i] = req.Nodes[i].Free
+	p := newPlanner(req)
+	levels := p.levels()
+	if len(levels) == 0 {
+		return p.planWithin(p.all(), Domain{})
 	}
-	nodeObj := func(i int) *v1.Node { return req.Nodes[i].Info.Node() }
+	var bestFailure *Failure
+	var largest []int // the roomiest domain skipped without planning
+	var largestFree int64
+	domains := 0
+	for _, level := range levels {
+		if level == "" {
+			plan, f := p.planWithin(p.all(), Domain{})
+			if plan != nil {
+				return plan, nil
+			}
+			return nil, f
+		}
+		var best *Plan
+		var bestLeft int64
+		groups := p.domainsOf(level)
+		domains = len(groups)
+		for _, d := range groups {
+			if req.Needed > 0 && !p.mayHold(d.nodes) {
+				if f := p.freeCPU(d.nodes); largest == nil || f > largestFree {
+					largest, largestFree = d.nodes, f
+				}
+				continue
+			}
+			plan, f := p.planWithin(d.nodes, Domain{Level: level, Value: d.value})
+			if plan == nil {
+				if bestFailure == nil || f.Placed > bestFailure.Placed {
+					bestFailure = f
+				}
+				continue
+			}
+			left := p.roomLeft(d.nodes, plan)
+			if best == nil || (req.Needed == 0 && len(plan.NodeOf) > len(best.NodeOf)) ||
+				(len(plan.NodeOf) == len(best.NodeOf) && left < bestLeft) {
+				best, bestLeft = plan, left
+			}
+		}
+		if best != nil {
+			return best, nil
+		}
+	}
+	if bestFailure == nil && largest != nil {
+		// Every domain was too small to try: explain with the roomiest.
+		_, bestFailure = p.planWithin(largest, Domain{})
+	}
+	if bestFailure == nil {
+		bestFailure = &Failure{Needed: req.Needed}
+	}
+	if req.Required != "" {
+		bestFailure.Required, bestFailure.Domains = req.Required, domains
+	}
+	return nil, bestFailure
+}
 
+// planner holds what every domain attempt shares: member order and the
+// per-node verdicts of their static predicates.
+type planner struct {
+	req   Request
+	order []int
+	cons  []*constraints
+}
+
+func newPlanner(req Request) *planner {
+	p := &planner{req: req, order: sortedBySize(req.Members), cons: make([]*constraints, len(req.Members))}
 	byKey := map[string]*constraints{}
-	cons := make([]*constraints, len(req.Members))
 	for i := range req.Members {
 		k := constraintKey(req.Members[i].Pod, req.Members[i].Avoid)
 		c, ok := byKey[k]
 		if !ok {
-			c = newConstraints(req.Members[i].Pod, req.Members[i].Avoid, n)
+			c = newConstraints(req.Members[i].Pod, req.Members[i].Avoid, len(req.Nodes))
 			byKey[k] = c
 		}
-		cons[i] = c
+		p.cons[i] = c
 	}
+	return p
+}
 
-	plan := &Plan{NodeOf: make(map[int]int, len(req.Members))}
-	used := make([]bool, n)
+func (p *planner) node(i int) *v1.Node { return p.req.Nodes[i].Info.Node() }
+
+func (p *planner) all() []int {
+	out := make([]int, len(p.req.Nodes))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// levels lists the levels to try, narrowest first from the preferred one,
+// ending with "" (the whole cluster) unless a level is required. Levels no
+// node carries are skipped.
+func (p *planner) levels() []string {
+	if p.req.Needed == 0 {
+		// A partial plan holds as much as fits: within the required level's
+		// domains, else anywhere.
+		if p.req.Required != "" {
+			return []string{p.req.Required}
+		}
+		return []string{""}
+	}
+	var present []string
+	for _, l := range p.req.Levels {
+		for i := range p.req.Nodes {
+			if _, ok := p.node(i).Labels[l]; ok {
+				present = append(present, l)
+				break
+			}
+		}
+	}
+	start := len(present) - 1
+	for i, l := range present {
+		if l == p.req.Preferred {
+			start = i
+		}
+	}
+	var out []string
+	for i := start; i >= 0; i-- {
+		out = append(out, present[i])
+		if present[i] == p.req.Required {
+			return out
+		}
+	}
+	if p.req.Required != "" {
+		// The required level is not carried by any node: nothing holds
+		// the gang. Returning it keeps the failure worded by level.
+		return append(out[:0], p.req.Required)
+	}
+	return append(out, "")
+}
+
+type domain struct {
+	value string
+	nodes []int
+}
+
+// domainsOf groups nodes by their value of a level label, sorted by value.
+func (p *planner) domainsOf(level string) []domain {
+	byValue := map[string][]int{}
+	for i := range p.req.Nodes {
+		if v, ok := p.node(i).Labels[level]; ok {
+			byValue[v] = append(byValue[v], i)
+		}
+	}
+	out := make([]domain, 0, len(byValue))
+	for v, nodes := range byValue {
+		out = append(out, domain{value: v, nodes: nodes})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].value < out[b].value })
+	return out
+}
+
+// mayHold is a cheap necessary condition: the domain's summed free room
+// covers the members that must be placed.
+func (p *planner) mayHold(nodes []int) bool {
+	var free, need Resources
+	for _, ni := range nodes {
+		free.MilliCPU += max(p.req.Nodes[ni].Free.MilliCPU, 0)
+		free.Memory += max(p.req.Nodes[ni].Free.Memory, 0)
+		free.Pods += max(p.req.Nodes[ni].Free.Pods, 0)
+	}
+	for i, mi := range p.order {
+		if i >= p.req.Needed {
+			break
+		}
+		r := p.req.Members[mi].Request
+		need.MilliCPU += r.MilliCPU
+		need.Memory += r.Memory
+		need.Pods += r.Pods
+	}
+	return need.MilliCPU <= free.MilliCPU && need.Memory <= free.Memory && need.Pods <= free.Pods
+}
+
+func (p *planner) freeCPU(nodes []int) int64 {
+	var free int64
+	for _, ni := range nodes {
+		free += p.req.Nodes[ni].Free.MilliCPU
+	}
+	return free
+}
+
+// roomLeft is the CPU a domain has left once the plan is placed.
+func (p *planner) roomLeft(nodes []int, plan *Plan) int64 {
+	var left int64
+	for _, ni := range nodes {
+		left += p.req.Nodes[ni].Free.MilliCPU
+	}
+	for mi := range plan.NodeOf {
+		left -= p.req.Members[mi].Request.MilliCPU
+	}
+	return left
+}
+
+// placing is one attempt's running state: room left per node and zone.
+type placing struct {
+	*planner
+	nodes []int
+	free  []Resources
+	zones [][]Resources
+	used  []bool
+}
+
+func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
+	req := p.req
+	s := &placing{planner: p, nodes: nodes, free: make([]Resources, len(req.Nodes)), zones: make([][]Resources, len(req.Nodes)), used: make([]bool, len(req.Nodes))}
+	for _, ni := range nodes {
+		s.free[ni] = req.Nodes[ni].Free
+	}
+	plan := &Plan{NodeOf: make(map[int]int, len(req.Members)), Domain: dom}
 	var failure *Failure
 	placed := 0
-	for pos, mi := range order {
+	for pos, mi := range p.order {
 		m := &req.Members[mi]
-		c := cons[mi]
-		best := -1
+		c := p.cons[mi]
+		best, bestZone := -1, -1
 		var bestLeft Resources
-		// A node the plan already uses: the one left fullest.
+		// A node the plan already uses: one NUMA zone first, then the one
+		// left fullest.
 		for _, ni := range plan.NodesUsed {
-			if !c.admits(ni, nodeObj(ni), req.Options) || !free[ni].Fits(&m.Request) {
+			if !c.admits(ni, p.node(ni), req.Options) {
 				continue
 			}
-			left := free[ni]
+			ok, zone := s.fits(ni, m)
+			if !ok {
+				continue
+			}
+			left := s.free[ni]
 			left.Sub(&m.Request)
-			if best < 0 || tighter(&left, &bestLeft) {
-				best, bestLeft = ni, left
+			oneZone, bestOne := zone >= 0, bestZone >= 0
+			if best < 0 || (oneZone && !bestOne) || (oneZone == bestOne && tighter(&left, &bestLeft)) {
+				best, bestZone, bestLeft = ni, zone, left
 			}
 		}
 		if best < 0 {
-			best = openNode(req, free, used, cons, order[pos:], nodeObj)
+			best = s.openNode(p.order[pos:])
 		}
 		if best < 0 {
 			if failure == nil {
-				failure = diagnose(req, free, used, c, m)
+				failure = s.diagnose(c, m)
 			}
-			if placed+len(order)-pos-1 < req.Needed {
+			if req.Needed > 0 && placed+len(p.order)-pos-1 < req.Needed {
 				failure.Needed, failure.Placed = req.Needed, placed
 				return nil, failure
 			}
 			continue
 		}
-		if !used[best] {
-			used[best] = true
+		if !s.used[best] {
+			s.used[best] = true
 			plan.NodesUsed = append(plan.NodesUsed, best)
 		}
-		free[best].Sub(&m.Request)
+		if zones := s.take(best, m); len(zones) > 0 {
+			if plan.ZonesOf == nil {
+				plan.ZonesOf = map[int][]string{}
+			}
+			plan.ZonesOf[mi] = zones
+		}
 		plan.NodeOf[mi] = best
 		placed++
 	}
@@ -166,34 +421,131 @@ func PlanGang(req Request) (*Plan, *Failure) {
 	return plan, nil
 }
 
+// zonesOf returns the running room of a node's NUMA zones, copied from the
+// request on first use.
+func (s *placing) zonesOf(ni int) []Resources {
+	if s.zones[ni] == nil && len(s.req.Nodes[ni].Zones) > 0 {
+		z := make([]Resources, len(s.req.Nodes[ni].Zones))
+		for i, zone := range s.req.Nodes[ni].Zones {
+			z[i] = zone.Free
+		}
+		s.zones[ni] = z
+	}
+	return s.zones[ni]
+}
+
+// fits reports whether member m fits node ni now, and the single NUMA zone
+// it would take (-1 when it needs none, or spans zones).
+func (s *placing) fits(ni int, m *Member) (bool, int) {
+	if !s.free[ni].Fits(&m.Request) {
+		return false, -1
+	}
+	zones := s.zonesOf(ni)
+	if m.NUMA == nil || len(zones) == 0 {
+		return true, -1
+	}
+	if z := bestZone(zones, m.NUMA); z >= 0 {
+		return true, z
+	}
+	// Kubelet would refuse the pod (TopologyAffinityError) where it must fit
+	// one zone and none has room; elsewhere it spans zones.
+	return !s.req.Nodes[ni].SingleNUMA, -1
+}
+
+// bestZone is the zone left with the least CPU that still fits need, or -1.
+func bestZone(zones []Resources, need *Resources) int {
+	best := -1
+	for i := range zones {
+		if !zoneFits(&zones[i], need) {
+			continue
+		}
+		if best < 0 || zones[i].MilliCPU < zones[best].MilliCPU {
+			best = i
+		}
+	}
+	return best
+}
+
+// zoneFits checks CPU and memory; a zone that does not report memory
+// carries a huge value for it.
+func zoneFits(zone, need *Resources) bool {
+	return need.MilliCPU <= zone.MilliCPU && need.Memory <= zone.Memory
+}
+
+// take places m on node ni and returns the NUMA zones it takes.
+func (s *placing) take(ni int, m *Member) []string {
+	s.free[ni].Sub(&m.Request)
+	zones := s.zonesOf(ni)
+	if m.NUMA == nil || len(zones) == 0 {
+		return nil
+	}
+	names := s.req.Nodes[ni].Zones
+	if z := bestZone(zones, m.NUMA); z >= 0 {
+		zones[z].Sub(m.NUMA)
+		return []string{names[z].Name}
+	}
+	// Span zones, the roomiest first, so the pod touches as few as it can.
+	order := make([]int, len(zones))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return zones[order[a]].MilliCPU > zones[order[b]].MilliCPU })
+	cpu, mem := m.NUMA.MilliCPU, m.NUMA.Memory
+	var out []string
+	for _, z := range order {
+		if cpu <= 0 && mem <= 0 {
+			break
+		}
+		c, mm := min(cpu, max(zones[z].MilliCPU, 0)), min(mem, max(zones[z].Memory, 0))
+		if c == 0 && mm == 0 {
+			continue
+		}
+		zones[z].MilliCPU -= c
+		zones[z].Memory -= mm
+		cpu, mem = cpu-c, mem-mm
+		out = append(out, names[z].Name)
+	}
+	return out
+}
+
 // openNode picks the unused node that takes the longest run of the members
 // still to place, breaking ties by the least room left (best fit), then by
 // name. It returns -1 when no unused node takes the first of them.
-func openNode(req Request, free []Resources, used []bool, cons []*constraints, rest []int, nodeObj func(int) *v1.Node) int {
-	runs := runsOf(req.Members, cons, rest)
+func (s *placing) openNode(rest []int) int {
+	req := s.req
+	runs := runsOf(req.Members, s.cons, rest)
 	first := &req.Members[rest[0]]
 	best, bestRun := -1, 0
 	var bestLeft Resources
-	for ni := range req.Nodes {
-		if used[ni] || !free[ni].Fits(&first.Request) || !cons[rest[0]].admits(ni, nodeObj(ni), req.Options) {
+	for _, ni := range s.nodes {
+		if s.used[ni] || !s.cons[rest[0]].admits(ni, s.node(ni), req.Options) {
 			continue
 		}
-		left := free[ni]
+		if ok, _ := s.fits(ni, first); !ok {
+			continue
+		}
+		left := s.free[ni]
 		run := 0
 		for _, r := range runs {
-			if !r.cons.admits(ni, nodeObj(ni), req.Options) {
+			if !r.cons.admits(ni, s.node(ni), req.Options) {
 				break
 			}
 			k := min(int64(r.count), left.copies(r.req))
+			numa := r.numa != nil && len(req.Nodes[ni].Zones) > 0
+			if numa && req.Nodes[ni].SingleNUMA {
+				k = min(k, zoneCopies(s.zonesOf(ni), r.numa))
+			}
 			left.subTimes(r.req, k)
 			run += int(k)
-			if int(k) < r.count {
+			if int(k) < r.count || numa {
+				// Zones are not tracked across runs: stop at the first one
+				// that needs them.
 				break
 			}
 		}
 		better := best < 0 || run > bestRun ||
 			(run == bestRun && (tighter(&left, &bestLeft) ||
-				(!tighter(&bestLeft, &left) && nodeObj(ni).Name < nodeObj(best).Name)))
+				(!tighter(&bestLeft, &left) && s.node(ni).Name < s.node(best).Name)))
 		if better {
 			best, bestRun, bestLeft = ni, run, left
 		}
@@ -201,11 +553,22 @@ func openNode(req Request, free []Resources, used []bool, cons []*constraints, r
 	return best
 }
 
+// zoneCopies is how many members needing need fit the zones, each in one.
+func zoneCopies(zones []Resources, need *Resources) int64 {
+	var n int64
+	for i := range zones {
+		c := Resources{MilliCPU: need.MilliCPU, Memory: need.Memory}
+		n += zones[i].copies(&c)
+	}
+	return n
+}
+
 // run is a stretch of consecutive members with the same request and
 // constraints: a node takes as many of them as its room divides into, so
 // one division replaces a fit check per member.
 type run struct {
 	req   *Resources
+	numa  *Resources
 	cons  *constraints
 	count int
 }
@@ -214,13 +577,20 @@ func runsOf(members []Member, cons []*constraints, rest []int) []run {
 	var runs []run
 	for _, mi := range rest {
 		m := &members[mi]
-		if n := len(runs); n > 0 && runs[n-1].cons == cons[mi] && sameRequest(runs[n-1].req, &m.Request) {
+		if n := len(runs); n > 0 && runs[n-1].cons == cons[mi] && sameRequest(runs[n-1].req, &m.Request) && sameNUMA(runs[n-1].numa, m.NUMA) {
 			runs[n-1].count++
 			continue
 		}
-		runs = append(runs, run{req: &m.Request, cons: cons[mi], count: 1})
+		runs = append(runs, run{req: &m.Request, numa: m.NUMA, cons: cons[mi], count: 1})
 	}
 	return runs
+}
+
+func sameNUMA(a, b *Resources) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return sameRequest(a, b)
 }
 
 func sameRequest(a, b *Resources) bool {
@@ -246,20 +616,23 @@ func tighter(a, b *Resources) bool {
 
 // diagnose counts why each node refuses m. It only runs on failure, so the
 // common path never formats a reason.
-func diagnose(req Request, free []Resources, used []bool, c *constraints, m *Member) *Failure {
-	f := &Failure{Member: m.Pod, Request: m.Request, Reasons: map[string]int{}, Nodes: len(req.Nodes)}
-	for ni := range req.Nodes {
-		node := req.Nodes[ni].Info.Node()
-		if !c.admits(ni, node, req.Options) {
+func (s *placing) diagnose(c *constraints, m *Member) *Failure {
+	f := &Failure{Member: m.Pod, Request: m.Request, Reasons: map[string]int{}, Nodes: len(s.nodes)}
+	for _, ni := range s.nodes {
+		if !c.admits(ni, s.node(ni), s.req.Options) {
 			f.Reasons[c.reason[ni]]++
 			continue
 		}
-		if name := free[ni].Insufficient(&m.Request); name != "" {
-			if used[ni] {
+		if name := s.free[ni].Insufficient(&m.Request); name != "" {
+			if s.used[ni] {
 				f.Reasons["node(s) already full with this gang's members"]++
 			} else {
 				f.Reasons["Insufficient "+string(name)]++
 			}
+			continue
+		}
+		if ok, _ := s.fits(ni, m); !ok {
+			f.Reasons[ReasonNUMA]++
 		}
 	}
 	return f

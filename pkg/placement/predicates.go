@@ -19,6 +19,7 @@ const (
 	ReasonTaint         = "node(s) had untolerated taint"
 	ReasonNoNode        = "node(s) had no Node object"
 	ReasonAvoided       = "node(s) refused this member in an earlier attempt"
+	ReasonNUMA          = "node(s) had no single NUMA zone with room (single-numa-node policy)"
 )
 
 // Options tune the predicates to the scheduler's feature gates.

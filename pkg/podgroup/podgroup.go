@@ -4,6 +4,8 @@
 package podgroup
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -82,6 +84,44 @@ func IsGated(pod *v1.Pod) bool {
 // IsBound reports whether a pod is assigned to a node.
 func IsBound(pod *v1.Pod) bool {
 	return pod.Spec.NodeName != ""
+}
+
+// Topology annotations a PodGroup may carry, each naming one of the
+// scheduler's topology levels (a node label key).
+const (
+	// AnnotationRequiredTopology: the gang must fit one domain of this level.
+	AnnotationRequiredTopology = "lockstep.io/required-topology"
+	// AnnotationPreferredTopology: try this level first, then widen.
+	AnnotationPreferredTopology = "lockstep.io/preferred-topology"
+)
+
+// TopologyConstraints reads and checks a PodGroup's topology annotations
+// against the configured levels (widest first).
+func TopologyConstraints(pg *v1alpha1.PodGroup, levels []string) (required, preferred string, err error) {
+	index := func(key string) (string, int, error) {
+		v, ok := pg.Annotations[key]
+		if !ok {
+			return "", -1, nil
+		}
+		for i, l := range levels {
+			if l == v {
+				return v, i, nil
+			}
+		}
+		return "", -1, fmt.Errorf("annotation %s: %q is not a topology level of this scheduler (levels: %s)", key, v, strings.Join(levels, ", "))
+	}
+	required, ri, err := index(AnnotationRequiredTopology)
+	if err != nil {
+		return "", "", err
+	}
+	preferred, pi, err := index(AnnotationPreferredTopology)
+	if err != nil {
+		return "", "", err
+	}
+	if ri >= 0 && pi >= 0 && pi < ri {
+		return "", "", fmt.Errorf("annotation %s: %q is wider than the required level %q", AnnotationPreferredTopology, preferred, required)
+	}
+	return required, preferred, nil
 }
 
 // Reference returns an object reference usable as the subject of an Event:

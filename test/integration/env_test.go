@@ -22,6 +22,9 @@ import (
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 	"sigs.k8s.io/yaml"
 
+	nrtv1alpha2 "github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/apis/topology/v1alpha2"
+	nrtclientset "github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/generated/clientset/versioned"
+
 	"github.com/lockstep-sched/lockstep/manifests"
 	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
@@ -207,7 +210,9 @@ type podSpec struct {
 	cpu, mem  string
 	scheduler string
 	priority  int32
-	mutate    func(*v1.Pod)
+	// guaranteed sets limits equal to requests (Guaranteed QoS).
+	guaranteed bool
+	mutate     func(*v1.Pod)
 }
 
 // createPod creates a pod; gang "" makes an ordinary pod.
@@ -235,6 +240,9 @@ func (e *env) createPod(name, gang string, spec podSpec) *v1.Pod {
 	}
 	if gang != "" {
 		pod.Labels[podgroup.Label] = gang
+	}
+	if spec.guaranteed {
+		pod.Spec.Containers[0].Resources.Limits = pod.Spec.Containers[0].Resources.Requests.DeepCopy()
 	}
 	if spec.priority != 0 {
 		pod.Spec.Priority = ptr.To(spec.priority)
@@ -426,4 +434,40 @@ func (e *env) waitPodGroupStatus(name, what string, cond func(v1alpha1.PodGroupS
 		e.t.Fatalf("PodGroup %s never reached %s; last status %+v", name, what, last)
 	}
 	return last
+}
+
+// addNRT publishes a NodeResourceTopology for a node: zones NUMA zones of
+// cpuPerZone CPUs, with the given Topology Manager policy.
+func (e *env) addNRT(node string, zones int, cpuPerZone string, policy string) {
+	e.t.Helper()
+	client, err := nrtclientset.NewForConfig(jsonConfig())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	nrt := &nrtv1alpha2.NodeResourceTopology{
+		ObjectMeta: metav1.ObjectMeta{Name: node},
+		Attributes: nrtv1alpha2.AttributeList{{Name: "topologyManagerPolicy", Value: policy}, {Name: "topologyManagerScope", Value: "container"}},
+	}
+	for i := range zones {
+		q := resource.MustParse(cpuPerZone)
+		nrt.Zones = append(nrt.Zones, nrtv1alpha2.Zone{
+			Name: fmt.Sprintf("node-%d", i), Type: "Node",
+			Resources: nrtv1alpha2.ResourceInfoList{{Name: "cpu", Capacity: q, Allocatable: q, Available: q}},
+		})
+	}
+	if _, err := client.TopologyV1alpha2().NodeResourceTopologies().Create(e.ctx, nrt, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = client.TopologyV1alpha2().NodeResourceTopologies().Delete(context.Background(), node, metav1.DeleteOptions{})
+	})
+}
+
+// nodeOf returns the node each pod is bound to.
+func (e *env) nodeOf() map[string]string {
+	out := map[string]string{}
+	for _, p := range e.pods() {
+		out[p.Name] = p.Spec.NodeName
+	}
+	return out
 }

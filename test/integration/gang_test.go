@@ -198,6 +198,12 @@ func TestElasticGang(t *testing.T) {
 	e.holdsFor("the extra member waits for room", settle, func() bool { return e.bound()["elastic"] == 2 })
 	e.addNodes("more", 1, nodeSpec{cpu: "6", mem: "32Gi"})
 	e.waitGangBound("elastic", 3, bindBy)
+	// Once started, a gang stays started: a member added after the first
+	// ones finished goes on its own.
+	e.deleteGangPods("elastic")
+	e.waitFor("elastic members gone", bindBy, func() bool { return e.bound()["elastic"] == 0 })
+	e.createPod("elastic-late", "elastic", podSpec{cpu: "4"})
+	e.waitGangBound("elastic", 1, bindBy)
 
 	e.createGang("shrink", 3, 2, podSpec{cpu: "1"})
 	e.waitEvent("PodGroup", "shrink", "2/3 members exist", 30*time.Second)

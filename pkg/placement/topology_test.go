@@ -1,0 +1,227 @@
+package placement
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+const (
+	zoneKey = "topology.kubernetes.io/zone"
+	rackKey = "topology.kubernetes.io/rack"
+)
+
+var levels = []string{zoneKey, rackKey, v1.LabelHostname}
+
+// rackedNode is a node in a rack and zone, with some CPU already used.
+func rackedNode(name, zone, rack string, cpu, usedCPU int) Node {
+	var pods []*v1.Pod
+	if usedCPU > 0 {
+		pods = append(pods, podWithCPU("used-"+name, usedCPU))
+	}
+	n := node(name, fmt.Sprint(cpu), "256Gi", pods...)
+	n.Info.Node().Labels = map[string]string{zoneKey: zone, rackKey: rack, v1.LabelHostname: name}
+	return n
+}
+
+func podWithCPU(name string, cpu int) *v1.Pod {
+	return members(name, 1, fmt.Sprint(cpu), "1Gi")[0].Pod
+}
+
+func racksOf(req Request, p *Plan) map[string]int {
+	out := map[string]int{}
+	for _, ni := range p.NodeOf {
+		out[req.Nodes[ni].Info.Node().Labels[rackKey]]++
+	}
+	return out
+}
+
+func TestPlanChoosesTightestRackThatHoldsTheGang(t *testing.T) {
+	var nodes []Node
+	// r1: 4 nodes x 16 CPU, 32 CPU used: 32 free. r2: 4 empty nodes: 64 free.
+	for i := range 4 {
+		nodes = append(nodes, rackedNode(fmt.Sprintf("r1-n%d", i), "z1", "r1", 16, 8))
+		nodes = append(nodes, rackedNode(fmt.Sprintf("r2-n%d", i), "z1", "r2", 16, 0))
+	}
+	req := Request{Nodes: nodes, Members: members("w", 8, "4", "1Gi"), Needed: 8, Levels: levels}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if got := racksOf(req, p); got["r1"] != 8 {
+		t.Fatalf("want the 32-CPU gang in the rack it fills exactly (r1), leaving r2's big hole: %v", got)
+	}
+	if p.Domain.Level != rackKey || p.Domain.Value != "r1" {
+		t.Fatalf("want domain rack r1, got %+v", p.Domain)
+	}
+}
+
+func TestPlanWidensLevelByLevel(t *testing.T) {
+	var nodes []Node
+	// Two racks of 2 x 8 CPU in zone z1; a gang of 24 CPU fits neither rack
+	// but fits the zone. Zone z2 is bigger and must stay untouched.
+	for i := range 2 {
+		nodes = append(nodes, rackedNode(fmt.Sprintf("a%d", i), "z1", "ra", 8, 0))
+		nodes = append(nodes, rackedNode(fmt.Sprintf("b%d", i), "z1", "rb", 8, 0))
+	}
+	for i := range 8 {
+		nodes = append(nodes, rackedNode(fmt.Sprintf("c%d", i), "z2", fmt.Sprintf("rc%d", i), 8, 0))
+	}
+	req := Request{Nodes: nodes, Members: members("w", 6, "4", "1Gi"), Needed: 6, Levels: levels}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if p.Domain.Level != zoneKey || p.Domain.Value != "z1" {
+		t.Fatalf("want the gang widened to zone z1, got %+v (racks %v)", p.Domain, racksOf(req, p))
+	}
+}
+
+func TestPlanRequiredLevelBoundsTheSearch(t *testing.T) {
+	var nodes []Node
+	for i := range 2 {
+		nodes = append(nodes, rackedNode(fmt.Sprintf("a%d", i), "z1", "ra", 8, 0))
+		nodes = append(nodes, rackedNode(fmt.Sprintf("b%d", i), "z1", "rb", 8, 0))
+	}
+	req := Request{Nodes: nodes, Members: members("w", 6, "4", "1Gi"), Needed: 6, Levels: levels, Required: rackKey}
+	_, f := PlanGang(req)
+	if f == nil {
+		t.Fatal("a gang of 24 CPU cannot fit one rack of 16")
+	}
+	if msg := f.Error(); !strings.Contains(msg, "no single rack of the 2 holds the gang") || !strings.Contains(msg, "only 4 of the 6") {
+		t.Fatalf("message does not explain: %q", msg)
+	}
+	// Without the bound, the zone holds it.
+	req.Required = ""
+	if _, f := PlanGang(req); f != nil {
+		t.Fatal(f)
+	}
+}
+
+func TestPlanPreferredLevelIsTriedFirst(t *testing.T) {
+	var nodes []Node
+	// One node could hold the whole gang, but the preferred level is rack:
+	// the tightest rack wins even though it needs two nodes.
+	nodes = append(nodes, rackedNode("big", "z1", "r1", 32, 0))
+	nodes = append(nodes, rackedNode("s0", "z1", "r2", 8, 0), rackedNode("s1", "z1", "r2", 8, 0))
+	req := Request{Nodes: nodes, Members: members("w", 4, "4", "1Gi"), Needed: 4, Levels: levels, Preferred: rackKey}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if got := racksOf(req, p); got["r2"] != 4 {
+		t.Fatalf("want the tightest rack r2, got %v", got)
+	}
+}
+
+func TestPlanSkipsLevelsNoNodeCarries(t *testing.T) {
+	req := Request{
+		Nodes:   []Node{node("a", "8", "8Gi"), node("b", "8", "8Gi")},
+		Members: members("w", 4, "4", "1Gi"), Needed: 4, Levels: levels,
+	}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if p.Domain.Level != "" || len(p.NodesUsed) != 2 {
+		t.Fatalf("unlabelled nodes are planned as one cluster: %+v", p)
+	}
+}
+
+// numaNode is a node with two NUMA zones of zoneCPU each.
+func numaNode(name string, zoneCPU int64, single bool, zoneUsed ...int64) Node {
+	n := node(name, fmt.Sprint(2*zoneCPU/1000), "64Gi")
+	n.SingleNUMA = single
+	for i := range 2 {
+		free := Resources{MilliCPU: zoneCPU}
+		if i < len(zoneUsed) {
+			free.MilliCPU -= zoneUsed[i]
+		}
+		n.Zones = append(n.Zones, Zone{Name: fmt.Sprintf("node-%d", i), Free: free})
+	}
+	return n
+}
+
+func exclusive(ms []Member) []Member {
+	for i := range ms {
+		ms[i].NUMA = &Resources{MilliCPU: ms[i].Request.MilliCPU}
+	}
+	return ms
+}
+
+// Kubelet's single-numa-node policy admits a Guaranteed pod with integer CPU
+// only if one NUMA zone can hold all of its CPUs.
+func TestPlanSingleNUMANodeEmulatesKubeletAdmission(t *testing.T) {
+	// Node free CPU 10 in total, but 5 per zone: a 6-CPU pod fits the node
+	// and no zone.
+	tight := numaNode("tight", 8000, true, 3000, 3000)
+	roomy := numaNode("roomy", 8000, true)
+	req := Request{Nodes: []Node{tight, roomy}, Members: exclusive(members("w", 2, "6", "1Gi")), Needed: 2}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	for mi, ni := range p.NodeOf {
+		if req.Nodes[ni].Info.Node().Name != "roomy" {
+			t.Fatalf("member %d placed on %s where kubelet would reject it", mi, req.Nodes[ni].Info.Node().Name)
+		}
+		if len(p.ZonesOf[mi]) != 1 {
+			t.Fatalf("member %d must take one zone, got %v", mi, p.ZonesOf[mi])
+		}
+	}
+	if p.ZonesOf[0][0] == p.ZonesOf[1][0] {
+		t.Fatal("two 6-CPU pods cannot share an 8-CPU zone")
+	}
+
+	// A node takes exactly as many such pods as its zones hold: a third
+	// 6-CPU member fits nowhere although "roomy" has 4 CPU left in total.
+	req.Members = exclusive(members("w", 3, "6", "1Gi"))
+	req.Needed = 3
+	_, f = PlanGang(req)
+	if f == nil || f.Reasons[ReasonNUMA] == 0 {
+		t.Fatalf("want a NUMA refusal, got %+v", f)
+	}
+}
+
+func TestPlanPrefersOneZoneWithoutSingleNUMAPolicy(t *testing.T) {
+	// Policy none: kubelet admits a pod across zones, but one zone is better.
+	n := numaNode("n", 8000, false, 4000, 0)
+	req := Request{Nodes: []Node{n}, Members: exclusive(members("w", 1, "6", "1Gi")), Needed: 1}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if z := p.ZonesOf[0]; len(z) != 1 || z[0] != "node-1" {
+		t.Fatalf("want the zone with room for all 6 CPUs, got %v", z)
+	}
+	// Two of them: the second spans zones (10 CPU left over 2 zones).
+	req.Members = exclusive(members("w", 2, "6", "1Gi"))
+	req.Needed = 2
+	req.Nodes[0].Free.MilliCPU = 16000
+	p, f = PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	spans := 0
+	for _, z := range p.ZonesOf {
+		if len(z) > 1 {
+			spans++
+		}
+	}
+	if spans != 1 {
+		t.Fatalf("want exactly one member spanning zones, got %v", p.ZonesOf)
+	}
+}
+
+func TestPartialPlanHoldsWhatFits(t *testing.T) {
+	req := Request{Nodes: []Node{node("a", "8", "8Gi"), node("b", "4", "8Gi")}, Members: members("w", 5, "4", "1Gi"), Needed: 0}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	if len(p.NodeOf) != 3 {
+		t.Fatalf("a partial plan holds the 3 members that fit, got %d", len(p.NodeOf))
+	}
+}

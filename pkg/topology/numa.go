@@ -1,0 +1,58 @@
+// Package topology knows nodes' NUMA zones from NodeResourceTopology
+// objects (topology.node.k8s.io/v1alpha2), keeps account of the zones the
+// scheduler gave its pods, and says what a pod needs from one zone when
+// kubelet's CPU manager would give it exclusive CPUs.
+package topology
+
+import (
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/lockstep-sched/lockstep/pkg/placement"
+)
+
+// NUMANeed returns what a pod takes from NUMA zones when kubelet pins its
+// CPUs: a Guaranteed pod's containers with an integer CPU request get
+// exclusive CPUs (static CPU manager). It returns nil for pods that run in
+// the shared pool. The need is counted for the whole pod (pod scope), which
+// for container scope is stricter than kubelet: Lockstep may refuse a node
+// kubelet would accept, never the other way round.
+func NUMANeed(pod *v1.Pod) *placement.Resources {
+	if qosOf(pod) != v1.PodQOSGuaranteed {
+		return nil
+	}
+	var need placement.Resources
+	for _, c := range pod.Spec.Containers {
+		cpu := c.Resources.Requests.Cpu()
+		if cpu.IsZero() || cpu.MilliValue()%1000 != 0 {
+			continue
+		}
+		need.MilliCPU += cpu.MilliValue()
+		need.Memory += c.Resources.Requests.Memory().Value()
+	}
+	if need.MilliCPU == 0 {
+		return nil
+	}
+	return &need
+}
+
+// qosOf trusts the class the apiserver stored, and computes it for pods
+// that have none yet (tests, pods not from an apiserver).
+func qosOf(pod *v1.Pod) v1.PodQOSClass {
+	if pod.Status.QOSClass != "" {
+		return pod.Status.QOSClass
+	}
+	guaranteed := len(pod.Spec.Containers) > 0
+	for _, c := range pod.Spec.Containers {
+		for _, name := range []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory} {
+			lim, ok := c.Resources.Limits[name]
+			req, hasReq := c.Resources.Requests[name]
+			if !ok || lim.IsZero() || (hasReq && req.Cmp(lim) != 0) {
+				guaranteed = false
+			}
+		}
+	}
+	if guaranteed {
+		return v1.PodQOSGuaranteed
+	}
+	return v1.PodQOSBurstable
+}
