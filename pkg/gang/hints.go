@@ -70,4 +70,3 @@ func (pl *Gang) nodeChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any)
 	}
 	return fwk.Queue, nil
 }
-

@@ -132,13 +132,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := controlplane.InstallCRDs(ctx, cp.Config); err != nil {
 		return nil, fmt.Errorf("installing CRDs: %w", err)
 	}
-	c, err := newClients(cp.Config)
+	c, err := NewClients(cp.Config)
 	if err != nil {
 		return nil, err
 	}
 
 	nodes := opts.Cluster.Layout()
-	if err := cluster.Create(ctx, c.kube, c.nrt, nodes); err != nil {
+	if err := cluster.Create(ctx, c.Kube, c.Topology, nodes); err != nil {
 		return nil, err
 	}
 	accountant := numa.NewAccountant()
@@ -149,7 +149,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	namespaces := workload.Namespaces(opts.Objects)
 	for _, ns := range append([]string{probeNamespace}, namespaces...) {
-		if err := ensureNamespace(ctx, c.kube, ns); err != nil {
+		if err := ensureNamespace(ctx, c.Kube, ns); err != nil {
 			return nil, err
 		}
 	}
@@ -160,11 +160,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rec := record.New(c.kube, c.pgs, namespaces, numa.PreferAnnotation(accountant))
+	rec := record.New(c.Kube, c.PodGroups, namespaces, numa.PreferAnnotation(accountant))
 	if err := rec.Start(runCtx); err != nil {
 		return nil, err
 	}
-	kl := kubelet.New(c.kube, kubelet.Options{Nodes: nodeNames, DefaultRunTime: opts.DefaultRunTime, Admitter: accountant})
+	kl := kubelet.New(c.Kube, kubelet.Options{Nodes: nodeNames, DefaultRunTime: opts.DefaultRunTime, Admitter: accountant})
 	wg.Go(func() {
 		if err := kl.Run(runCtx); err != nil && runCtx.Err() == nil {
 			con.Printf("error: simulated kubelet: %v", err)
@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if !mgr.GetCache().WaitForCacheSync(runCtx) {
 		return nil, fmt.Errorf("waiting for the PodGroup controller: %w", context.Cause(runCtx))
 	}
-	if err := probeScheduler(runCtx, c.kube, nodeNames[0]); err != nil {
+	if err := ProbeScheduler(runCtx, c.Kube, probeNamespace, workload.SchedulerName, nodeNames[0]); err != nil {
 		return nil, err
 	}
 
@@ -250,26 +250,28 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// clients of the control plane.
-type clients struct {
-	kube kubernetes.Interface
-	pgs  pgclientset.Interface
-	nrt  nrtclientset.Interface
+// Clients of the control plane: the sandbox's, and the benchmark's, which
+// drives the same simulated nodes and recorder.
+type Clients struct {
+	Kube      kubernetes.Interface
+	PodGroups pgclientset.Interface
+	Topology  nrtclientset.Interface
 }
 
-func newClients(cfg *rest.Config) (*clients, error) {
+// NewClients builds the clients from an admin config.
+func NewClients(cfg *rest.Config) (*Clients, error) {
 	// CRDs are served as JSON only.
 	jsonCfg := rest.CopyConfig(cfg)
 	jsonCfg.ContentType = runtime.ContentTypeJSON
-	var c clients
+	var c Clients
 	var err error
-	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+	if c.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("building the client: %w", err)
 	}
-	if c.pgs, err = pgclientset.NewForConfig(jsonCfg); err != nil {
+	if c.PodGroups, err = pgclientset.NewForConfig(jsonCfg); err != nil {
 		return nil, fmt.Errorf("building the PodGroup client: %w", err)
 	}
-	if c.nrt, err = nrtclientset.NewForConfig(jsonCfg); err != nil {
+	if c.Topology, err = nrtclientset.NewForConfig(jsonCfg); err != nil {
 		return nil, fmt.Errorf("building the NodeResourceTopology client: %w", err)
 	}
 	return &c, nil
@@ -287,13 +289,15 @@ func ensureNamespace(ctx context.Context, client kubernetes.Interface, name stri
 // records leave it out.
 const probeNamespace = "lockstep-sandbox"
 
-// probeScheduler waits until the scheduler binds a pod, so that the first
-// gangs' wait does not include the scheduler's start-up.
-func probeScheduler(ctx context.Context, client kubernetes.Interface, node string) error {
+// ProbeScheduler waits until the scheduler named schedulerName binds a pod
+// to node, so that what is measured next does not include the scheduler's
+// start-up. The pod goes in namespace, which must exist and should be one
+// no recorder watches; it is deleted once bound.
+func ProbeScheduler(ctx context.Context, client kubernetes.Interface, namespace, schedulerName, node string) error {
 	pod := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "scheduler-probe", Namespace: probeNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: "scheduler-probe", Namespace: namespace},
 		Spec: v1.PodSpec{
-			SchedulerName: workload.SchedulerName,
+			SchedulerName: schedulerName,
 			// Pinned by affinity, not nodeName, so that it goes through
 			// the scheduler.
 			Affinity: &v1.Affinity{NodeAffinity: &v1.NodeAffinity{
@@ -304,18 +308,18 @@ func probeScheduler(ctx context.Context, client kubernetes.Interface, node strin
 			Containers: []v1.Container{{Name: "probe", Image: "registry.invalid/probe"}},
 		},
 	}
-	if _, err := client.CoreV1().Pods(probeNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if _, err := client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating the scheduler probe: %w", err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := client.CoreV1().Pods(probeNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		p, err := client.CoreV1().Pods(namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		return err == nil && p.Spec.NodeName != "", nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the scheduler to bind a probe pod: %w", err)
 	}
-	// The simulated kubelet finishes the deletion.
-	_ = client.CoreV1().Pods(probeNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	// A grace period of 0 removes the pod at once, kubelet or not.
+	_ = client.CoreV1().Pods(namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	return nil
 }
 

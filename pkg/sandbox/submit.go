@@ -14,7 +14,7 @@ import (
 
 // submitter creates the workload objects, each at its time.
 type submitter struct {
-	c       *clients
+	c       *Clients
 	objs    []workload.Object
 	start   time.Time
 	onError func(error)
@@ -33,7 +33,7 @@ type created struct {
 	members map[string]int
 }
 
-func newSubmitter(c *clients, objs []workload.Object, start time.Time, onError func(error)) *submitter {
+func newSubmitter(c *Clients, objs []workload.Object, start time.Time, onError func(error)) *submitter {
 	return &submitter{c: c, objs: objs, start: start, onError: onError,
 		created: created{groups: map[string]bool{}, members: map[string]int{}}}
 }
@@ -71,7 +71,7 @@ func (s *submitter) run(ctx context.Context) {
 func (s *submitter) create(ctx context.Context, o *workload.Object) error {
 	if o.PodGroup != nil {
 		pg := o.PodGroup.DeepCopy()
-		if _, err := s.c.pgs.SchedulingV1alpha1().PodGroups(pg.Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+		if _, err := s.c.PodGroups.SchedulingV1alpha1().PodGroups(pg.Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -80,7 +80,7 @@ func (s *submitter) create(ctx context.Context, o *workload.Object) error {
 		return nil
 	}
 	pod := o.Pod.DeepCopy()
-	if _, err := s.c.kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if _, err := s.c.Kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	s.mu.Lock()
