@@ -345,10 +345,13 @@ func (p *planner) roomLeft(nodes []int, plan *Plan) int64 {
 	return left
 }
 
-// placing is one attempt's running state: room left per node and zone.
+// placing is one attempt's running state: room left per node and zone,
+// indexed by position in nodes (the domain), so a one-node domain costs
+// one node's worth of memory, not the cluster's.
 type placing struct {
 	*planner
 	nodes []int
+	local map[int]int // node index in the request -> position in nodes
 	free  []Resources
 	zones [][]Resources
 	used  []bool
@@ -356,9 +359,10 @@ type placing struct {
 
 func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 	req := p.req
-	s := &placing{planner: p, nodes: nodes, free: make([]Resources, len(req.Nodes)), zones: make([][]Resources, len(req.Nodes)), used: make([]bool, len(req.Nodes))}
-	for _, ni := range nodes {
-		s.free[ni] = req.Nodes[ni].Free
+	s := &placing{planner: p, nodes: nodes, local: make(map[int]int, len(nodes)), free: make([]Resources, len(nodes)), zones: make([][]Resources, len(nodes)), used: make([]bool, len(nodes))}
+	for li, ni := range nodes {
+		s.free[li] = req.Nodes[ni].Free
+		s.local[ni] = li
 	}
 	plan := &Plan{NodeOf: make(map[int]int, len(req.Members)), Domain: dom}
 	var failure *Failure
@@ -371,18 +375,19 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 		// A node the plan already uses: one NUMA zone first, then the one
 		// left fullest.
 		for _, ni := range plan.NodesUsed {
+			li := s.local[ni]
 			if !c.admits(ni, p.node(ni), req.Options) {
 				continue
 			}
-			ok, zone := s.fits(ni, m)
+			ok, zone := s.fits(li, m)
 			if !ok {
 				continue
 			}
-			left := s.free[ni]
+			left := s.free[li]
 			left.Sub(&m.Request)
 			oneZone, bestOne := zone >= 0, bestZone >= 0
 			if best < 0 || (oneZone && !bestOne) || (oneZone == bestOne && tighter(&left, &bestLeft)) {
-				best, bestZone, bestLeft = ni, zone, left
+				best, bestZone, bestLeft = li, zone, left
 			}
 		}
 		if best < 0 {
@@ -400,7 +405,7 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 		}
 		if !s.used[best] {
 			s.used[best] = true
-			plan.NodesUsed = append(plan.NodesUsed, best)
+			plan.NodesUsed = append(plan.NodesUsed, nodes[best])
 		}
 		if zones := s.take(best, m); len(zones) > 0 {
 			if plan.ZonesOf == nil {
@@ -408,7 +413,7 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 			}
 			plan.ZonesOf[mi] = zones
 		}
-		plan.NodeOf[mi] = best
+		plan.NodeOf[mi] = nodes[best]
 		placed++
 	}
 	if placed < req.Needed {
@@ -423,24 +428,26 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 
 // zonesOf returns the running room of a node's NUMA zones, copied from the
 // request on first use.
-func (s *placing) zonesOf(ni int) []Resources {
-	if s.zones[ni] == nil && len(s.req.Nodes[ni].Zones) > 0 {
+func (s *placing) zonesOf(li int) []Resources {
+	ni := s.nodes[li]
+	if s.zones[li] == nil && len(s.req.Nodes[ni].Zones) > 0 {
 		z := make([]Resources, len(s.req.Nodes[ni].Zones))
 		for i, zone := range s.req.Nodes[ni].Zones {
 			z[i] = zone.Free
 		}
-		s.zones[ni] = z
+		s.zones[li] = z
 	}
-	return s.zones[ni]
+	return s.zones[li]
 }
 
-// fits reports whether member m fits node ni now, and the single NUMA zone
-// it would take (-1 when it needs none, or spans zones).
-func (s *placing) fits(ni int, m *Member) (bool, int) {
-	if !s.free[ni].Fits(&m.Request) {
+// fits reports whether member m fits the domain's li-th node now, and the
+// single NUMA zone it would take (-1 when it needs none, or spans zones).
+func (s *placing) fits(li int, m *Member) (bool, int) {
+	if !s.free[li].Fits(&m.Request) {
 		return false, -1
 	}
-	zones := s.zonesOf(ni)
+	ni := s.nodes[li]
+	zones := s.zonesOf(li)
 	if m.NUMA == nil || len(zones) == 0 {
 		return true, -1
 	}
@@ -472,14 +479,15 @@ func zoneFits(zone, need *Resources) bool {
 	return need.MilliCPU <= zone.MilliCPU && need.Memory <= zone.Memory
 }
 
-// take places m on node ni and returns the NUMA zones it takes.
-func (s *placing) take(ni int, m *Member) []string {
-	s.free[ni].Sub(&m.Request)
-	zones := s.zonesOf(ni)
+// take places m on the domain's li-th node and returns the NUMA zones it
+// takes.
+func (s *placing) take(li int, m *Member) []string {
+	s.free[li].Sub(&m.Request)
+	zones := s.zonesOf(li)
 	if m.NUMA == nil || len(zones) == 0 {
 		return nil
 	}
-	names := s.req.Nodes[ni].Zones
+	names := s.req.Nodes[s.nodes[li]].Zones
 	if z := bestZone(zones, m.NUMA); z >= 0 {
 		zones[z].Sub(m.NUMA)
 		return []string{names[z].Name}
@@ -517,14 +525,14 @@ func (s *placing) openNode(rest []int) int {
 	first := &req.Members[rest[0]]
 	best, bestRun := -1, 0
 	var bestLeft Resources
-	for _, ni := range s.nodes {
-		if s.used[ni] || !s.cons[rest[0]].admits(ni, s.node(ni), req.Options) {
+	for li, ni := range s.nodes {
+		if s.used[li] || !s.cons[rest[0]].admits(ni, s.node(ni), req.Options) {
 			continue
 		}
-		if ok, _ := s.fits(ni, first); !ok {
+		if ok, _ := s.fits(li, first); !ok {
 			continue
 		}
-		left := s.free[ni]
+		left := s.free[li]
 		run := 0
 		for _, r := range runs {
 			if !r.cons.admits(ni, s.node(ni), req.Options) {
@@ -533,7 +541,7 @@ func (s *placing) openNode(rest []int) int {
 			k := min(int64(r.count), left.copies(r.req))
 			numa := r.numa != nil && len(req.Nodes[ni].Zones) > 0
 			if numa && req.Nodes[ni].SingleNUMA {
-				k = min(k, zoneCopies(s.zonesOf(ni), r.numa))
+				k = min(k, zoneCopies(s.zonesOf(li), r.numa))
 			}
 			left.subTimes(r.req, k)
 			run += int(k)
@@ -545,9 +553,9 @@ func (s *placing) openNode(rest []int) int {
 		}
 		better := best < 0 || run > bestRun ||
 			(run == bestRun && (tighter(&left, &bestLeft) ||
-				(!tighter(&bestLeft, &left) && s.node(ni).Name < s.node(best).Name)))
+				(!tighter(&bestLeft, &left) && s.node(ni).Name < s.node(s.nodes[best]).Name)))
 		if better {
-			best, bestRun, bestLeft = ni, run, left
+			best, bestRun, bestLeft = li, run, left
 		}
 	}
 	return best
@@ -618,20 +626,20 @@ func tighter(a, b *Resources) bool {
 // common path never formats a reason.
 func (s *placing) diagnose(c *constraints, m *Member) *Failure {
 	f := &Failure{Member: m.Pod, Request: m.Request, Reasons: map[string]int{}, Nodes: len(s.nodes)}
-	for _, ni := range s.nodes {
+	for li, ni := range s.nodes {
 		if !c.admits(ni, s.node(ni), s.req.Options) {
 			f.Reasons[c.reason[ni]]++
 			continue
 		}
-		if name := s.free[ni].Insufficient(&m.Request); name != "" {
-			if s.used[ni] {
+		if name := s.free[li].Insufficient(&m.Request); name != "" {
+			if s.used[li] {
 				f.Reasons["node(s) already full with this gang's members"]++
 			} else {
 				f.Reasons["Insufficient "+string(name)]++
 			}
 			continue
 		}
-		if ok, _ := s.fits(ni, m); !ok {
+		if ok, _ := s.fits(li, m); !ok {
 			f.Reasons[ReasonNUMA]++
 		}
 	}

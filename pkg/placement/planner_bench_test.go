@@ -45,3 +45,50 @@ func BenchmarkPlanGang(b *testing.B) {
 		})
 	}
 }
+
+// benchTopology labels nodes with 5 zones and racks of 40 nodes, and gives
+// each node two NUMA zones of 16 CPU under single-numa-node.
+func benchTopology(n int) []Node {
+	nodes := benchCluster(n)
+	for i := range nodes {
+		name := nodes[i].Info.Node().Name
+		nodes[i].Info.Node().Labels = map[string]string{
+			zoneKey:          fmt.Sprintf("zone-%d", i%5),
+			rackKey:          fmt.Sprintf("rack-%03d", i/40),
+			v1.LabelHostname: name,
+		}
+		free := nodes[i].Free.MilliCPU
+		nodes[i].SingleNUMA = true
+		nodes[i].Zones = []Zone{
+			{Name: "node-0", Free: Resources{MilliCPU: min(16000, free), Memory: 1 << 60}},
+			{Name: "node-1", Free: Resources{MilliCPU: max(0, free-16000), Memory: 1 << 60}},
+		}
+	}
+	return nodes
+}
+
+func BenchmarkPlanGangTopology(b *testing.B) {
+	for _, gang := range []int{8, 256} {
+		b.Run(fmt.Sprintf("nodes=5000/levels=3/numa/gang=%d", gang), func(b *testing.B) {
+			req := Request{Nodes: benchTopology(5000), Members: exclusive(members("w", gang, "4", "8Gi")), Needed: gang, Levels: levels}
+			b.ReportAllocs()
+			var p *Plan
+			for b.Loop() {
+				var f *Failure
+				if p, f = PlanGang(req); f != nil {
+					b.Fatal(f)
+				}
+			}
+			racks := map[string]bool{}
+			zonesPerPod := 0
+			for mi, ni := range p.NodeOf {
+				racks[req.Nodes[ni].Info.Node().Labels[rackKey]] = true
+				zonesPerPod = max(zonesPerPod, len(p.ZonesOf[mi]))
+			}
+			b.ReportMetric(float64(len(p.NodesUsed)), "nodes/gang")
+			b.ReportMetric(float64((gang*4+31)/32), "ideal-nodes/gang")
+			b.ReportMetric(float64(len(racks)), "racks/gang")
+			b.ReportMetric(float64(zonesPerPod), "max-numa-zones/pod")
+		})
+	}
+}
