@@ -131,25 +131,8 @@ func (pl *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 		pl.m.events.pod(pod, v1.EventTypeWarning, "PodGroupNotFound", msg)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
-	pl.m.mu.Lock()
-	g := pl.m.gangFor(pg)
-	c := pl.m.censusLocked(g)
-	released := g.released
-	pl.m.mu.Unlock()
-	if len(c.foreign) > 0 {
-		pl.m.events.podGroupObj(pg, v1.EventTypeWarning, "ForeignMembers", fmt.Sprintf(
-			"%d member(s) name another scheduler and are not placed by this one: %v", len(c.foreign), c.foreign))
-	}
-	min := podgroup.MinMember(pg)
-	if !released && c.exist() < min {
-		msg := fmt.Sprintf("%d/%d members exist", c.exist(), min)
-		if c.gated > 0 {
-			msg += fmt.Sprintf(" (%d more scheduling-gated)", c.gated)
-		}
-		pl.m.events.podGroupObj(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
-		if !podgroup.IsGated(pod) {
-			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
-		}
+	if msg := pl.m.membersMissing(pg); msg != "" && !podgroup.IsGated(pod) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	// A gated pod is held by the SchedulingGates plugin; it is counted
 	// once its gates are gone.

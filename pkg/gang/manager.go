@@ -133,6 +133,38 @@ func (m *manager) gangFor(pg *v1alpha1.PodGroup) *gangState {
 	return g
 }
 
+// membersMissing reports, and records as an Event, why a gang that has not
+// started cannot start yet for want of members; "" when enough exist.
+func (m *manager) membersMissing(pg *v1alpha1.PodGroup) string {
+	m.mu.Lock()
+	g := m.gangFor(pg)
+	c := m.censusLocked(g)
+	released := g.released
+	m.mu.Unlock()
+	if len(c.foreign) > 0 {
+		m.events.podGroupObj(pg, v1.EventTypeWarning, "ForeignMembers", fmt.Sprintf(
+			"%d member(s) name another scheduler and are not placed by this one: %v", len(c.foreign), c.foreign))
+	}
+	min := podgroup.MinMember(pg)
+	if released || c.exist() >= min {
+		return ""
+	}
+	msg := fmt.Sprintf("%d/%d members exist", c.exist(), min)
+	if c.gated > 0 {
+		msg += fmt.Sprintf(" (%d more scheduling-gated)", c.gated)
+	}
+	m.events.podGroupObj(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
+	return msg
+}
+
+// reportMembers announces a gang's member count when a gated member
+// arrives.
+func (m *manager) reportMembers(pod *v1.Pod) {
+	if pg, err := m.pgLister.PodGroups(pod.Namespace).Get(podgroup.NameOf(pod)); err == nil {
+		m.membersMissing(pg)
+	}
+}
+
 // census is a count of a gang's members as the scheduler sees them.
 type census struct {
 	// scheduled members: bound in the informer or assumed by the scheduler.

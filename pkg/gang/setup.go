@@ -113,8 +113,14 @@ func managerFor(ctx context.Context, obj runtime.Object, h fwk.Handle) (*manager
 	}
 	pgFactory.Start(ctx.Done())
 
-	// A pod gone gives back its NUMA zones.
+	// A pod gone gives back its NUMA zones. A gated member is announced
+	// here: the scheduler may not run this plugin's PreEnqueue for it.
 	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if pod, ok := obj.(*v1.Pod); ok && podgroup.IsGated(pod) && podgroup.NameOf(pod) != "" {
+				m.reportMembers(pod)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
