@@ -95,7 +95,7 @@ func WriteHTML(w io.Writer, run Run, s Summary) error {
 			row.Racks = fmt.Sprint(g.Racks)
 		}
 		if g.RequiredTopology != "" {
-			row.Note = "asks for one " + g.RequiredTopology + " domain (not enforced yet)"
+			row.Note = "must fit one " + g.RequiredTopology + " domain"
 		}
 		p.Gangs = append(p.Gangs, row)
 		p.Legend = append(p.Legend, legendItem{Name: g.Key(), Color: colors[g.Key()]})

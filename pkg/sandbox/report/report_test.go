@@ -118,7 +118,7 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"GANG", "ns/a *", "3/2", "0.9s", "4ms", "2 (3)", "1-2 (1 split)", "Finished",
 		"ns/b", "Pending", "gangs finished:   1 of 2", "errors:           1",
-		"does not enforce it yet",
+		"must fit one topology domain",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -37,7 +37,7 @@ const (
 	// RunSecondsAnnotation is how long a pod runs before it succeeds.
 	RunSecondsAnnotation = "lockstep.io/run-seconds"
 	// RequiredTopologyAnnotation on a PodGroup names the node label whose
-	// domain must hold the whole gang. Lockstep does not enforce it yet.
+	// domain must hold the whole gang.
 	RequiredTopologyAnnotation = "lockstep.io/required-topology"
 )
 
