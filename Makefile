@@ -8,8 +8,9 @@ IMAGE_REGISTRY  ?= ghcr.io/lockstep-sched
 IMAGE_TAG       ?= latest
 INTEGRATION_TIMEOUT ?= 30m
 SANDBOX_ARGS    ?=
+BENCH_ARGS      ?=
 
-.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox
+.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox bench
 
 all: build
 
@@ -24,8 +25,8 @@ test: lint verify-generated test-unit test-integration
 test-unit:
 	$(GO) test ./apis/... ./pkg/... ./manifests/... ./examples/...
 
-## test-integration: the scheduler, controller and sandbox against a real
-## kube-apiserver and etcd started in-process
+## test-integration: the scheduler, controller, sandbox and a tiny run of the
+## benchmark against a real kube-apiserver and etcd started in-process
 test-integration:
 	$(GO) test -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
@@ -56,6 +57,14 @@ verify-generated: generate manifests
 ## and the workloads in examples/; e.g. make sandbox SANDBOX_ARGS="--nodes 8 --keep"
 sandbox:
 	$(GO) run ./cmd/lockstep-sandbox $(SANDBOX_ARGS)
+
+## bench: Lockstep against the default kube-scheduler on the same workloads
+## and embedded control plane; tables on stdout, every figure in bench.json.
+## Takes minutes on two cores; e.g.
+## make bench BENCH_ARGS="--scenarios competing --modes pre --out /tmp/b.json"
+## (make test runs it at a tiny scale: test/bench)
+bench:
+	$(GO) run ./cmd/lockstep-bench $(BENCH_ARGS)
 
 ## image: container images (needs a Docker engine)
 image:

@@ -68,3 +68,17 @@ func InstallCRDDocuments(ctx context.Context, cfg *rest.Config, docs ...[]byte) 
 	}
 	return nil
 }
+
+// StartWithCRDs starts a control plane and installs the shipped CRDs: what
+// the sandbox, the benchmark and the tests all need before anything else.
+func StartWithCRDs(ctx context.Context, opts Options) (*ControlPlane, error) {
+	cp, err := Start(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	if err := InstallCRDs(ctx, cp.Config); err != nil {
+		cp.Stop()
+		return nil, fmt.Errorf("installing CRDs: %w", err)
+	}
+	return cp, nil
+}

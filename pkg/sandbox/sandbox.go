@@ -124,14 +124,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Dir != "" {
 		cpOpts.EtcdLogFile = filepath.Join(opts.Dir, "etcd.log")
 	}
-	cp, err := controlplane.Start(ctx, cpOpts)
+	cp, err := controlplane.StartWithCRDs(ctx, cpOpts)
 	if err != nil {
-		return nil, fmt.Errorf("starting the control plane: %w", err)
+		return nil, err
 	}
 	defer cp.Stop()
-	if err := controlplane.InstallCRDs(ctx, cp.Config); err != nil {
-		return nil, fmt.Errorf("installing CRDs: %w", err)
-	}
 	c, err := NewClients(cp.Config)
 	if err != nil {
 		return nil, err

@@ -56,16 +56,12 @@ func run(m *testing.M) int {
 	ctrl.SetLogger(klog.NewKlogr())
 	ctx := context.Background()
 	var err error
-	cp, err = controlplane.Start(ctx, controlplane.Options{})
+	cp, err = controlplane.StartWithCRDs(ctx, controlplane.Options{})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting control plane: %v (log: %s)\n", err, logPath)
+		fmt.Fprintf(os.Stderr, "%v (log: %s)\n", err, logPath)
 		return 1
 	}
 	defer cp.Stop()
-	if err := controlplane.InstallCRDs(ctx, cp.Config); err != nil {
-		fmt.Fprintf(os.Stderr, "installing CRDs: %v\n", err)
-		return 1
-	}
 	code := m.Run()
 	if code != 0 && logPath != "" {
 		fmt.Fprintf(os.Stderr, "control plane and scheduler log: %s\n", logPath)

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Comparison is one scenario in one arrival mode, run by both schedulers.
+type Comparison struct {
+	Scenario    string `json:"scenario"`
+	Mode        Mode   `json:"mode"`
+	Description string `json:"description"`
+	Cluster     string `json:"cluster"`
+	// ArrivalRate is the pods per second of the arriving mode.
+	ArrivalRate float64 `json:"arrivalRatePodsPerSecond,omitempty"`
+	Lockstep    Metrics `json:"lockstep"`
+	Default     Metrics `json:"default"`
+	// Ratios are lockstep / default by metric name, where both are
+	// defined and the default's is not zero.
+	Ratios map[string]float64 `json:"ratios"`
+}
+
+type kind int
+
+const (
+	count kind = iota
+	perSecond
+	seconds
+	millis
+	average
+)
+
+// row is one line of a comparison table.
+type row struct {
+	label string
+	key   string // the metric's JSON name
+	kind  kind
+	get   func(*Metrics) *float64
+}
+
+func num(i int) *float64 { return val(float64(i)) }
+
+var rows = []row{
+	{"gangs complete", "gangsComplete", count, func(m *Metrics) *float64 { return num(m.GangsComplete) }},
+	{"gangs partial", "gangsPartial", count, func(m *Metrics) *float64 { return num(m.GangsPartial) }},
+	{"gangs waiting", "gangsWaiting", count, func(m *Metrics) *float64 { return num(m.GangsWaiting) }},
+	{"pods bound in partial gangs", "podsBoundInPartialGangs", count, func(m *Metrics) *float64 { return num(m.PodsBoundInPartialGangs) }},
+	{"pods bound", "podsBound", count, func(m *Metrics) *float64 { return num(m.PodsBound) }},
+	{"bind throughput (pods/s)", "bindThroughputPodsPerSecond", perSecond, func(m *Metrics) *float64 { return m.BindThroughput }},
+	{"makespan (start to last bind)", "makespanSeconds", seconds, func(m *Metrics) *float64 { return m.MakespanSeconds }},
+	{"gang latency p50", "gangLatencyP50Ms", millis, func(m *Metrics) *float64 { return m.GangLatencyP50Ms }},
+	{"gang latency p99", "gangLatencyP99Ms", millis, func(m *Metrics) *float64 { return m.GangLatencyP99Ms }},
+	{"bind skew p50", "bindSkewP50Ms", millis, func(m *Metrics) *float64 { return m.BindSkewP50Ms }},
+	{"bind skew p99", "bindSkewP99Ms", millis, func(m *Metrics) *float64 { return m.BindSkewP99Ms }},
+	{"bind skew max", "bindSkewMaxMs", millis, func(m *Metrics) *float64 { return m.BindSkewMaxMs }},
+	{"nodes per gang (mean)", "nodesPerGangMean", average, func(m *Metrics) *float64 { return m.NodesPerGang }},
+	{"ideal nodes per gang (mean)", "idealNodesPerGangMean", average, func(m *Metrics) *float64 { return m.IdealNodesPerGang }},
+	{"nodes / ideal (mean)", "nodesOverIdealMean", average, func(m *Metrics) *float64 { return m.NodesOverIdeal }},
+	{"gangs on the ideal node count", "gangsOnIdealNodeCount", count, func(m *Metrics) *float64 { return num(m.GangsOnIdeal) }},
+	{"racks per gang (mean)", "racksPerGangMean", average, func(m *Metrics) *float64 { return m.RacksPerGang }},
+	{"racks per gang (max)", "racksPerGangMax", count, func(m *Metrics) *float64 { return m.RacksPerGangMax }},
+	{"NUMA zones per pod (mean)", "numaZonesPerPodMean", average, func(m *Metrics) *float64 { return m.NUMAZonesPerPod }},
+	{"pods across NUMA zones", "podsAcrossNUMAZones", count, func(m *Metrics) *float64 { return m.PodsAcrossNUMAZones }},
+	{"ordinary pods bound", "ordinaryBound", count, func(m *Metrics) *float64 { return num(m.OrdinaryBound) }},
+	{"ordinary pod latency p50", "ordinaryLatencyP50Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP50Ms }},
+	{"ordinary pod latency p99", "ordinaryLatencyP99Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP99Ms }},
+}
+
+// shown leaves out rows that mean nothing in a scenario: NUMA without
+// NodeResourceTopology, ordinary pods where there are none.
+func (c *Comparison) shown(r row) bool {
+	switch r.key {
+	case "numaZonesPerPodMean", "podsAcrossNUMAZones":
+		return c.Lockstep.NUMAZonesPerPod != nil || c.Default.NUMAZonesPerPod != nil
+	case "ordinaryBound", "ordinaryLatencyP50Ms", "ordinaryLatencyP99Ms":
+		return c.Lockstep.OrdinaryPods > 0 || c.Default.OrdinaryPods > 0
+	}
+	return true
+}
+
+// computeRatios fills Ratios.
+func (c *Comparison) computeRatios() {
+	c.Ratios = map[string]float64{}
+	for _, r := range rows {
+		if v, ok := ratio(r.get(&c.Lockstep), r.get(&c.Default)); ok {
+			c.Ratios[r.key] = v
+		}
+	}
+}
+
+func ratio(l, d *float64) (float64, bool) {
+	if l == nil || d == nil || *d == 0 {
+		return 0, false
+	}
+	return *l / *d, true
+}
+
+// WriteTable prints the comparison: metric | lockstep | default | ratio,
+// names left-aligned and figures right-aligned.
+func (c *Comparison) WriteTable(w io.Writer) error {
+	title := fmt.Sprintf("== %s, %s", c.Scenario, c.Mode.Title())
+	if c.Mode == Arriving {
+		title += fmt.Sprintf(" at %g pods/s", c.ArrivalRate)
+	}
+	lines := [][]string{{"metric", "lockstep", "default", "ratio"}}
+	for _, r := range rows {
+		if !c.shown(r) {
+			continue
+		}
+		l, d := r.get(&c.Lockstep), r.get(&c.Default)
+		rs := "-"
+		if v, ok := ratio(l, d); ok {
+			rs = formatRatio(v)
+		}
+		lines = append(lines, []string{r.label, format(r.kind, l), format(r.kind, d), rs})
+	}
+	width := make([]int, 4)
+	for _, l := range lines {
+		for i, cell := range l {
+			width[i] = max(width[i], len(cell))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s ==\n%s\ncluster: %s\n", title, c.Description, c.Cluster)
+	for _, l := range lines {
+		fmt.Fprintf(&b, "%-*s  %*s  %*s  %*s\n", width[0], l[0], width[1], l[1], width[2], l[2], width[3], l[3])
+	}
+	fmt.Fprintf(&b, "run ended: lockstep %s; default %s\n", ended(c.Lockstep), ended(c.Default))
+	b.WriteString("ratio = lockstep / default\n\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func ended(m Metrics) string {
+	return fmt.Sprintf("%s, %.1fs", m.Ended, m.DurationSeconds)
+}
+
+func format(k kind, v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	x := *v
+	switch k {
+	case count:
+		return fmt.Sprintf("%.0f", x)
+	case perSecond:
+		return fmt.Sprintf("%.1f", x)
+	case seconds:
+		return fmt.Sprintf("%.2fs", x)
+	case millis:
+		switch {
+		case x >= 10000:
+			return fmt.Sprintf("%.1fs", x/1000)
+		case x >= 1000:
+			return fmt.Sprintf("%.2fs", x/1000)
+		default:
+			return fmt.Sprintf("%.0fms", x)
+		}
+	default:
+		return fmt.Sprintf("%.2f", x)
+	}
+}
+
+// formatRatio keeps two significant digits of small ratios, so that a
+// skew a hundred times smaller does not print as 0.00.
+func formatRatio(v float64) string {
+	if v != 0 && v < 0.1 {
+		return fmt.Sprintf("%.2g", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
