@@ -83,8 +83,27 @@ func (pl *Gang) Less(a, b fwk.QueuedEntityInfo) bool {
 		return pa1 > pb1 || (pa1 == pb1 && a.GetTimestamp().Before(b.GetTimestamp()))
 	}
 	ra, rb := pl.queueRank(pa, a), pl.queueRank(pb, b)
-	if ra.priority != rb.priority || !ra.created.Equal(rb.created) || ra.key != rb.key {
-		return ra.before(rb)
+	if ra.priority != rb.priority {
+		return ra.priority > rb.priority
+	}
+	// PodGroup creation times have whole seconds; compare everyone at that
+	// resolution, so a gang does not jump ahead of pods queued later in the
+	// same second only because its time was truncated.
+	sa, sb := ra.created.Truncate(time.Second), rb.created.Truncate(time.Second)
+	if !sa.Equal(sb) {
+		return sa.Before(sb)
+	}
+	gangA, gangB := podgroup.KeyOf(pa) != "", podgroup.KeyOf(pb) != ""
+	if gangA != gangB {
+		// Within one second an ordinary pod goes first: it costs one cycle,
+		// and gang members stay together.
+		return !gangA
+	}
+	if !gangA && !ra.created.Equal(rb.created) {
+		return ra.created.Before(rb.created)
+	}
+	if ra.key != rb.key {
+		return ra.key < rb.key
 	}
 	return pa.Name < pb.Name
 }

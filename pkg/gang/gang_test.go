@@ -237,6 +237,15 @@ func TestLessKeepsGangMembersTogether(t *testing.T) {
 		!pl.Less(queued(ordinary, epoch.Add(30*time.Second)), queued(newMember, epoch)) {
 		t.Error("ordinary pods are ordered by their queue time among gangs")
 	}
+	// Within the second a gang was created, an ordinary pod goes first,
+	// whatever the names; ordinary pods among themselves by queue time.
+	late := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "zzz", Namespace: "ns"}}
+	if !pl.Less(queued(late, epoch.Add(900*time.Millisecond)), queued(oldMember, epoch)) {
+		t.Error("an ordinary pod queued in the gang's second goes first")
+	}
+	if !pl.Less(queued(ordinary, epoch.Add(100*time.Millisecond)), queued(late, epoch.Add(900*time.Millisecond))) {
+		t.Error("ordinary pods in one second keep their queue order")
+	}
 }
 
 func TestPodHints(t *testing.T) {
