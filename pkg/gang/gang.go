@@ -99,8 +99,10 @@ func (pl *Gang) Less(a, b fwk.QueuedEntityInfo) bool {
 		// and gang members stay together.
 		return !gangA
 	}
-	if !gangA && !ra.created.Equal(rb.created) {
-		return ra.created.Before(rb.created)
+	if !gangA {
+		if ta, tb := a.GetTimestamp(), b.GetTimestamp(); !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
 	}
 	if ra.key != rb.key {
 		return ra.key < rb.key
@@ -123,7 +125,14 @@ func (pl *Gang) queueRank(pod *v1.Pod, e fwk.QueuedEntityInfo) rank {
 		}
 		return r
 	}
-	return rank{priority: e.GetPriority(), created: e.GetTimestamp(), key: pod.Namespace + "/" + pod.Name}
+	// An ordinary pod's age is its own, as a gang's is its PodGroup's: the
+	// queue time would put every pod that existed before a restart behind
+	// every gang created before it.
+	created := pod.CreationTimestamp.Time
+	if created.IsZero() || e.GetTimestamp().Truncate(time.Second).Before(created) {
+		created = e.GetTimestamp()
+	}
+	return rank{priority: e.GetPriority(), created: created, key: pod.Namespace + "/" + pod.Name}
 }
 
 // gangRank is the rank of a gang outside the queue, for reservations.
