@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,35 +16,11 @@ import (
 	"time"
 
 	"github.com/lockstep-sched/lockstep/pkg/bench"
-	"github.com/lockstep-sched/lockstep/pkg/sandbox"
+	"github.com/lockstep-sched/lockstep/test/testlog"
 )
 
-var logPath string
-
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// The control plane logs a lot; keep it in a file a failure points to.
-	dir, err := os.MkdirTemp("", "lockstep-bench-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	logPath = filepath.Join(dir, "bench.log")
-	closeLog, err := sandbox.LogToFile(logPath, 2)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer closeLog()
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "control plane and scheduler log: %s\n", logPath)
-	}
-	return code
+	testlog.Main(m, "bench-test")
 }
 
 func TestBenchSmoke(t *testing.T) {

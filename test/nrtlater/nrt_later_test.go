@@ -6,9 +6,7 @@ package nrtlater
 
 import (
 	"context"
-	"flag"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,10 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"github.com/lockstep-sched/lockstep/manifests"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
+	"github.com/lockstep-sched/lockstep/test/testlog"
 )
 
 func crd(t *testing.T, name string) []byte {
@@ -55,18 +53,11 @@ func guaranteed(name string, cpu string) *v1.Pod {
 	}
 }
 
-func TestNRTCRDInstalledAfterStart(t *testing.T) {
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	_ = klogFlags.Set("logtostderr", "false")
-	_ = klogFlags.Set("alsologtostderr", "false")
-	_ = klogFlags.Set("stderrthreshold", "FATAL")
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	klog.SetOutput(logFile)
+func TestMain(m *testing.M) {
+	testlog.Main(m, "nrtlater-test")
+}
 
+func TestNRTCRDInstalledAfterStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cp, err := controlplane.Start(ctx, controlplane.Options{EtcdLogFile: filepath.Join(t.TempDir(), "etcd.log")})

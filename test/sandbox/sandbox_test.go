@@ -8,8 +8,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,41 +16,15 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lockstep-sched/lockstep/pkg/sandbox"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
+	"github.com/lockstep-sched/lockstep/test/testlog"
 )
 
-var logPath string
-
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// The control plane logs a lot; keep it in a file a failure points to.
-	dir, err := os.MkdirTemp("", "lockstep-sandbox-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	logPath = filepath.Join(dir, "sandbox.log")
-	closeLog, err := sandbox.LogToFile(logPath, 2)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer closeLog()
-	ctrl.SetLogger(klog.NewKlogr())
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "control plane and scheduler log: %s\n", logPath)
-	}
-	return code
+	testlog.Main(m, "sandbox-test")
 }
 
 // badInput is a workload file with one problem per document, and one good
