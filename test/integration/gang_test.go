@@ -348,3 +348,33 @@ func TestInvalidArgsRefuseToStart(t *testing.T) {
 }
 
 var _ = podgroup.Label
+
+// The plan checks the predicates that decide most placements, not all of
+// them: a member's own cycle runs the full Filter chain on its planned node.
+// When that refuses (here NodePorts, which the planner does not model), the
+// plan is dropped, waiting members are released, and the gang replans
+// without that node for that member until it fits.
+func TestFilterFailureOnPlannedNodeReplans(t *testing.T) {
+	e := newEnv(t)
+	withPort := func(p *v1.Pod) {
+		p.Spec.Containers[0].Ports = []v1.ContainerPort{{ContainerPort: 9000, HostPort: 9000, Protocol: v1.ProtocolTCP}}
+	}
+	busy := e.addNodes("busy", 1, nodeSpec{cpu: "4", mem: "32Gi"}) // tightest: the planner's first choice
+	e.addNodes("free", 2, nodeSpec{cpu: "16", mem: "32Gi"})
+	e.createPod("holder", "", podSpec{cpu: "1", mutate: func(p *v1.Pod) { withPort(p); p.Spec.NodeName = busy[0] }})
+	e.createGang("ported", 2, 2, podSpec{cpu: "1", mutate: withPort})
+	e.waitGangBound("ported", 2, 2*bindBy)
+	e.waitEvent("PodGroup", "ported", "replanning the gang", 30*time.Second)
+	nodes := map[string]bool{}
+	for _, p := range e.pods() {
+		if p.Labels[podgroup.Label] == "ported" {
+			if p.Spec.NodeName == busy[0] {
+				t.Fatalf("%s placed where its host port is taken", p.Name)
+			}
+			nodes[p.Spec.NodeName] = true
+		}
+	}
+	if len(nodes) != 2 {
+		t.Fatalf("two members with the same host port need two nodes, got %v", nodes)
+	}
+}
