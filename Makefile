@@ -28,7 +28,7 @@ test-unit:
 ## test-integration: the scheduler, controller, sandbox and a tiny run of the
 ## benchmark against a real kube-apiserver and etcd started in-process
 test-integration:
-	$(GO) test -timeout $(INTEGRATION_TIMEOUT) ./test/...
+	$(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 ## lint: formatting and go vet
 lint:
