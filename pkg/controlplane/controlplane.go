@@ -50,10 +50,10 @@ type Options struct {
 	// Dir is where data goes; a fresh temporary directory when empty, removed
 	// by Stop.
 	Dir string
-	// EtcdLogFile receives etcd's own log (errors only), which does not go
-	// through klog; stderr when empty. etcd reports its listeners closing at
-	// Stop as errors, noise on a terminal.
-	EtcdLogFile string
+	// LogDir receives etcd.log, etcd's own log (errors only), which does not
+	// go through klog; stderr when empty. etcd reports its listeners closing
+	// at Stop as errors, noise on a terminal.
+	LogDir string
 }
 
 // Start runs etcd and kube-apiserver until Stop is called or ctx ends.
@@ -72,7 +72,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 		}
 	}()
 
-	etcdURL, err := cp.startEtcd(opts.EtcdLogFile)
+	etcdURL, err := cp.startEtcd(opts.LogDir)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	return cp, nil
 }
 
-func (cp *ControlPlane) startEtcd(logFile string) (string, error) {
+func (cp *ControlPlane) startEtcd(logDir string) (string, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return "", err
@@ -100,8 +100,8 @@ func (cp *ControlPlane) startEtcd(logFile string) (string, error) {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.LogLevel = "error"
-	if logFile != "" {
-		cfg.LogOutputs = []string{logFile}
+	if logDir != "" {
+		cfg.LogOutputs = []string{filepath.Join(logDir, "etcd.log")}
 	}
 	// The data is thrown away at the end; fsync only slows every write.
 	cfg.UnsafeNoFsync = true

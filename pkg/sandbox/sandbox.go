@@ -120,11 +120,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	con.Printf("Starting the control plane (etcd, kube-apiserver)...")
-	cpOpts := controlplane.Options{}
-	if opts.Dir != "" {
-		cpOpts.EtcdLogFile = filepath.Join(opts.Dir, "etcd.log")
-	}
-	cp, err := controlplane.StartWithCRDs(ctx, cpOpts)
+	cp, err := controlplane.StartWithCRDs(ctx, controlplane.Options{LogDir: opts.Dir})
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ package nrtlater
 import (
 	"context"
 	"io/fs"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +59,7 @@ func TestMain(m *testing.M) {
 func TestNRTCRDInstalledAfterStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cp, err := controlplane.Start(ctx, controlplane.Options{EtcdLogFile: filepath.Join(t.TempDir(), "etcd.log")})
+	cp, err := controlplane.Start(ctx, controlplane.Options{LogDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
