@@ -85,7 +85,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 			acc.AddNode(n.Name, n.NUMAZones())
 			names = append(names, n.Name)
 		}
-		zones = numa.PreferAnnotation(acc)
+		zones = acc
 		kl := kubelet.New(r.c.Kube, kubelet.Options{Nodes: names, DefaultRunTime: 24 * time.Hour, Admitter: acc})
 		wg.Go(func() {
 			if err := kl.Run(runCtx); err != nil && runCtx.Err() == nil {

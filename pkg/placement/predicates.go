@@ -115,9 +115,3 @@ func staticReason(pod *v1.Pod, aff nodeaffinity.RequiredNodeAffinity, node *v1.N
 func doNotSchedule(t *v1.Taint) bool {
 	return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
 }
-
-// StaticFit reports why a node refuses a pod before resources are counted,
-// or "" when it does not. The gang plugin uses it to explain refusals.
-func StaticFit(pod *v1.Pod, node *v1.Node, opts Options) string {
-	return staticReason(pod, nodeaffinity.GetRequiredNodeAffinity(pod), node, opts)
-}

@@ -7,6 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	resourcehelper "k8s.io/component-helpers/resource"
 	fwk "k8s.io/kube-scheduler/framework"
+	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
 )
 
 // Resources is a request or an amount of free room: the resources that the
@@ -36,7 +37,7 @@ func PodRequest(pod *v1.Pod) Resources {
 		case v1.ResourceEphemeralStorage:
 			r.EphemeralStorage = q.Value()
 		default:
-			if isScalar(name) && !q.IsZero() {
+			if schedutil.IsScalarResourceName(name) && !q.IsZero() {
 				if r.Scalar == nil {
 					r.Scalar = map[v1.ResourceName]int64{}
 				}
@@ -45,14 +46,6 @@ func PodRequest(pod *v1.Pod) Resources {
 		}
 	}
 	return r
-}
-
-// isScalar reports whether the scheduler accounts a resource as scalar.
-func isScalar(name v1.ResourceName) bool {
-	s := string(name)
-	return strings.HasPrefix(s, v1.ResourceHugePagesPrefix) ||
-		strings.HasPrefix(s, v1.ResourceAttachableVolumesPrefix) ||
-		(strings.Contains(s, "/") && !strings.HasPrefix(s, v1.ResourceDefaultNamespacePrefix))
 }
 
 // FreeOf returns the room left on a node: allocatable minus what its pods
@@ -181,25 +174,6 @@ func (r *Resources) Add(req *Resources) {
 			r.Scalar[name] += v
 		}
 	}
-}
-
-// IsZero reports whether r holds nothing.
-func (r *Resources) IsZero() bool {
-	if r.MilliCPU != 0 || r.Memory != 0 || r.EphemeralStorage != 0 || r.Pods != 0 {
-		return false
-	}
-	for _, v := range r.Scalar {
-		if v != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// Clone returns a deep copy.
-func (r Resources) Clone() Resources {
-	r.Scalar = cloneScalar(r.Scalar)
-	return r
 }
 
 // String is compact, for Events and logs: "cpu=4000m memory=8Gi".

@@ -153,7 +153,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rec := record.New(c.Kube, c.PodGroups, namespaces, numa.PreferAnnotation(accountant))
+	rec := record.New(c.Kube, c.PodGroups, namespaces, accountant)
 	if err := rec.Start(runCtx); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package topology
 
 import (
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/kubernetes/pkg/apis/core/v1/helper/qos"
 
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 )
@@ -17,7 +18,7 @@ import (
 // for container scope is stricter than kubelet: Lockstep may refuse a node
 // kubelet would accept, never the other way round.
 func NUMANeed(pod *v1.Pod) *placement.Resources {
-	if qosOf(pod) != v1.PodQOSGuaranteed {
+	if qos.GetPodQOS(pod) != v1.PodQOSGuaranteed {
 		return nil
 	}
 	var need placement.Resources
@@ -33,26 +34,4 @@ func NUMANeed(pod *v1.Pod) *placement.Resources {
 		return nil
 	}
 	return &need
-}
-
-// qosOf trusts the class the apiserver stored, and computes it for pods
-// that have none yet (tests, pods not from an apiserver).
-func qosOf(pod *v1.Pod) v1.PodQOSClass {
-	if pod.Status.QOSClass != "" {
-		return pod.Status.QOSClass
-	}
-	guaranteed := len(pod.Spec.Containers) > 0
-	for _, c := range pod.Spec.Containers {
-		for _, name := range []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory} {
-			lim, ok := c.Resources.Limits[name]
-			req, hasReq := c.Resources.Requests[name]
-			if !ok || lim.IsZero() || (hasReq && req.Cmp(lim) != 0) {
-				guaranteed = false
-			}
-		}
-	}
-	if guaranteed {
-		return v1.PodQOSGuaranteed
-	}
-	return v1.PodQOSBurstable
 }

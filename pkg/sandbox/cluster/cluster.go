@@ -210,12 +210,3 @@ func Create(ctx context.Context, client kubernetes.Interface, topo nrtclientset.
 	}
 	return nil
 }
-
-// Delete removes the nodes and their NodeResourceTopologies, ignoring
-// errors: it is for cleaning up after a run on a shared API server.
-func Delete(ctx context.Context, client kubernetes.Interface, topo nrtclientset.Interface, nodes []Node) {
-	for _, n := range nodes {
-		_ = client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
-		_ = topo.TopologyV1alpha2().NodeResourceTopologies().Delete(ctx, n.Name, metav1.DeleteOptions{})
-	}
-}

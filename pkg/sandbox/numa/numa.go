@@ -10,25 +10,16 @@
 // zones here is one that a real kubelet with the single-numa-node policy
 // (which the sandbox's NodeResourceTopology objects advertise) would reject,
 // and the report counts them.
-//
-// Once the scheduler records its own choice on the pod (the annotation
-// lockstep.io/numa-zones), PreferAnnotation makes the report show that
-// instead.
 package numa
 
 import (
 	"slices"
-	"strings"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
 )
-
-// Annotation is where the scheduler will record the NUMA zones it chose for
-// a pod: zone names separated by commas.
-const Annotation = "lockstep.io/numa-zones"
 
 // Source says which NUMA zones hold a bound pod's CPUs; nil when unknown.
 type Source interface {
@@ -179,37 +170,4 @@ func CPUs(pod *v1.Pod) int {
 	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	milli := req.Cpu().MilliValue()
 	return int((milli + 999) / 1000)
-}
-
-// FromAnnotation returns the zones the scheduler recorded on the pod.
-func FromAnnotation(pod *v1.Pod) ([]string, bool) {
-	s, ok := pod.Annotations[Annotation]
-	if !ok {
-		return nil, false
-	}
-	var zones []string
-	for _, z := range strings.Split(s, ",") {
-		if z = strings.TrimSpace(z); z != "" {
-			zones = append(zones, z)
-		}
-	}
-	return zones, len(zones) > 0
-}
-
-// PreferAnnotation is a Source that believes the pod's annotation when it has
-// one and asks fallback otherwise.
-func PreferAnnotation(fallback Source) Source {
-	return preferAnnotation{fallback: fallback}
-}
-
-type preferAnnotation struct{ fallback Source }
-
-func (p preferAnnotation) Zones(pod *v1.Pod) []string {
-	if z, ok := FromAnnotation(pod); ok {
-		return z
-	}
-	if p.fallback == nil {
-		return nil
-	}
-	return p.fallback.Zones(pod)
 }

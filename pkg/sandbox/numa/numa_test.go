@@ -83,22 +83,3 @@ func TestCPUs(t *testing.T) {
 		}
 	}
 }
-
-func TestPreferAnnotation(t *testing.T) {
-	a := NewAccountant()
-	a.AddNode("n", []Zone{{"node-0", 4}, {"node-1", 4}})
-	p := pod("p", "2")
-	a.Admit("n", p)
-	src := PreferAnnotation(a)
-	if got := src.Zones(p); !slices.Equal(got, []string{"node-0"}) {
-		t.Errorf("without annotation: %v, want the accounting's", got)
-	}
-	p.Annotations = map[string]string{Annotation: "node-1, node-0"}
-	if got := src.Zones(p); !slices.Equal(got, []string{"node-1", "node-0"}) {
-		t.Errorf("with annotation: %v, want the scheduler's", got)
-	}
-	p.Annotations[Annotation] = " , "
-	if got := src.Zones(p); !slices.Equal(got, []string{"node-0"}) {
-		t.Errorf("with an empty annotation: %v, want the accounting's", got)
-	}
-}
