@@ -42,6 +42,9 @@ func TestDecodeGangArgsRejectsNonsense(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{`{"defaultScheduleTimeoutSeconds": 0}`, "args.defaultScheduleTimeoutSeconds: Invalid value: 0"},
 		{`{"defaultScheduleTimeoutSeconds": 90000}`, "args.defaultScheduleTimeoutSeconds: Invalid value: 90000"},
+		// The framework caps a Permit wait at 15 minutes; the gang's own
+		// deadline must come first.
+		{`{"defaultScheduleTimeoutSeconds": 900}`, "must be between 1 and 840 seconds"},
 		{`{"podGroupSyncTimeoutSeconds": -1}`, "args.podGroupSyncTimeoutSeconds"},
 		{`{"scheduleTimeoutSeconds": 10}`, `unknown field "scheduleTimeoutSeconds"`},
 		{`{"headReservation": "yes"}`, "cannot unmarshal string"},

@@ -1,28 +1,34 @@
 package config
 
 import (
+	"fmt"
+
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// maxTimeoutSeconds caps timeouts at one day: a gang holding capacity longer
-// than that is a configuration mistake, not a policy.
-const maxTimeoutSeconds = 24 * 60 * 60
+// maxScheduleTimeoutSeconds is the longest a gang may hold what it
+// reserves: the framework caps a Permit wait at 15 minutes, and the gang's
+// own deadline must come first (podgroup.MaxTimeout).
+const maxScheduleTimeoutSeconds = 14 * 60
+
+// maxSyncTimeoutSeconds bounds the start-up wait for the PodGroup informer.
+const maxSyncTimeoutSeconds = 24 * 60 * 60
 
 // ValidateGangArgs checks defaulted args and names every bad field.
 func ValidateGangArgs(path *field.Path, args *GangArgs) error {
 	var errs field.ErrorList
-	checkSeconds := func(name string, v *int32) {
+	checkSeconds := func(name string, v *int32, max int32) {
 		if v == nil {
 			errs = append(errs, field.Required(path.Child(name), "must be set"))
 			return
 		}
-		if *v <= 0 || *v > maxTimeoutSeconds {
-			errs = append(errs, field.Invalid(path.Child(name), *v, "must be between 1 and 86400 seconds"))
+		if *v <= 0 || *v > max {
+			errs = append(errs, field.Invalid(path.Child(name), *v, fmt.Sprintf("must be between 1 and %d seconds", max)))
 		}
 	}
-	checkSeconds("defaultScheduleTimeoutSeconds", args.DefaultScheduleTimeoutSeconds)
-	checkSeconds("podGroupSyncTimeoutSeconds", args.PodGroupSyncTimeoutSeconds)
+	checkSeconds("defaultScheduleTimeoutSeconds", args.DefaultScheduleTimeoutSeconds, maxScheduleTimeoutSeconds)
+	checkSeconds("podGroupSyncTimeoutSeconds", args.PodGroupSyncTimeoutSeconds, maxSyncTimeoutSeconds)
 	seen := map[string]bool{}
 	for i, level := range args.TopologyLevels {
 		p := path.Child("topologyLevels").Index(i)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/scheduler-plugins/apis/scheduling"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
@@ -27,9 +26,6 @@ var (
 	GroupVersion = v1alpha1.SchemeGroupVersion
 	GVR          = GroupVersion.WithResource("podgroups")
 	GVK          = GroupVersion.WithKind("PodGroup")
-	// EventResource is the name the scheduler framework uses to watch
-	// PodGroups through a dynamic informer: <plural>.<version>.<group>.
-	EventResource = "podgroups." + GroupVersion.Version + "." + scheduling.GroupName
 )
 
 // NameOf returns the PodGroup a pod belongs to, or "" when it has none.
@@ -61,13 +57,24 @@ func MinMember(pg *v1alpha1.PodGroup) int {
 	return int(pg.Spec.MinMember)
 }
 
+// MaxTimeout caps how long a gang may hold what it reserves. The
+// framework caps a Permit wait at 15 minutes, and the gang's own deadline
+// (plus PermitGrace) must come first so that all waiting members are
+// rejected together; a tenant must not hold room for longer either.
+const MaxTimeout = 14 * time.Minute
+
 // Timeout returns how long the gang may hold what it reserves: its own
-// scheduleTimeoutSeconds when positive, else the default.
-func Timeout(pg *v1alpha1.PodGroup, def time.Duration) time.Duration {
+// scheduleTimeoutSeconds when positive, else the default, at most
+// MaxTimeout; capped reports that the PodGroup asked for more.
+func Timeout(pg *v1alpha1.PodGroup, def time.Duration) (timeout time.Duration, capped bool) {
+	timeout = def
 	if s := pg.Spec.ScheduleTimeoutSeconds; s != nil && *s > 0 {
-		return time.Duration(*s) * time.Second
+		timeout = time.Duration(*s) * time.Second
 	}
-	return def
+	if timeout > MaxTimeout {
+		return MaxTimeout, true
+	}
+	return timeout, false
 }
 
 // IsTerminal reports whether a pod has finished and no longer holds room.

@@ -46,15 +46,22 @@ func TestDefaults(t *testing.T) {
 	if MinMember(pg) != 1 {
 		t.Error("minMember 0 counts as 1")
 	}
-	if Timeout(pg, time.Minute) != time.Minute {
-		t.Error("unset scheduleTimeoutSeconds takes the default")
-	}
-	pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](0)
-	if Timeout(pg, time.Minute) != time.Minute {
-		t.Error("0 takes the default, as in scheduler-plugins")
-	}
-	pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](5)
-	if Timeout(pg, time.Minute) != 5*time.Second {
-		t.Error("a positive value wins")
+	for _, tc := range []struct {
+		name       string
+		seconds    *int32
+		want       time.Duration
+		wantCapped bool
+	}{
+		{"unset takes the default", nil, time.Minute, false},
+		{"0 takes the default, as in scheduler-plugins", ptr.To[int32](0), time.Minute, false},
+		{"a positive value wins", ptr.To[int32](5), 5 * time.Second, false},
+		{"the largest value is capped", ptr.To[int32](2147483647), MaxTimeout, true},
+		{"just past the cap is capped", ptr.To(int32(MaxTimeout/time.Second) + 1), MaxTimeout, true},
+		{"the cap itself is kept", ptr.To(int32(MaxTimeout / time.Second)), MaxTimeout, false},
+	} {
+		pg.Spec.ScheduleTimeoutSeconds = tc.seconds
+		if got, capped := Timeout(pg, time.Minute); got != tc.want || capped != tc.wantCapped {
+			t.Errorf("%s: got %s capped=%v, want %s capped=%v", tc.name, got, capped, tc.want, tc.wantCapped)
+		}
 	}
 }
