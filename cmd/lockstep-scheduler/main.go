@@ -15,6 +15,6 @@ import (
 )
 
 func main() {
-	cmd := app.NewSchedulerCommand(app.WithPlugin(gang.Name, gang.New))
+	cmd := app.NewSchedulerCommand(app.WithPlugin(gang.Name, gang.NewFactory()))
 	os.Exit(cli.Run(cmd))
 }

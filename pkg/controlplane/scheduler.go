@@ -66,7 +66,7 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (
 	// A previous scheduler in this process registered its configz section.
 	configz.Delete("componentconfig")
 	runCtx, cancel := context.WithCancel(ctx)
-	cc, sched, err := app.Setup(runCtx, opts, app.WithPlugin(gang.Name, gang.New))
+	cc, sched, err := app.Setup(runCtx, opts, app.WithPlugin(gang.Name, gang.NewFactory()))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("setting up scheduler: %w", err)

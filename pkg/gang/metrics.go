@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
+	fwk "k8s.io/kube-scheduler/framework"
 )
 
 var (
@@ -28,12 +29,12 @@ var (
 
 // observePlacement records how many nodes a released gang uses, and that
 // against the ideal for its CPU, the largest node it uses giving the size.
-func (m *manager) observePlacement(nodes sets.Set[string], gangMilliCPU int64) {
+func observePlacement(h fwk.Handle, nodes sets.Set[string], gangMilliCPU int64) {
 	registerMetrics.Do(func() { legacyregistry.MustRegister(gangNodes, gangNodesOverIdeal) })
 	gangNodes.Observe(float64(nodes.Len()))
 	var nodeCPU int64
 	for name := range nodes {
-		if ni, err := m.handle.SnapshotSharedLister().NodeInfos().Get(name); err == nil {
+		if ni, err := h.SnapshotSharedLister().NodeInfos().Get(name); err == nil {
 			nodeCPU = max(nodeCPU, ni.GetAllocatable().GetMilliCPU())
 		}
 	}

@@ -198,12 +198,15 @@ func TestElasticGang(t *testing.T) {
 	e.holdsFor("the extra member waits for room", settle, func() bool { return e.bound()["elastic"] == 2 })
 	e.addNodes("more", 1, nodeSpec{cpu: "6", mem: "32Gi"})
 	e.waitGangBound("elastic", 3, bindBy)
-	// Once started, a gang stays started: a member added after the first
-	// ones finished goes on its own.
+	// A gang whose members all went away is a gang again: a job that
+	// recreates its workers under the same PodGroup gets them placed
+	// together, not one by one.
 	e.deleteGangPods("elastic")
 	e.waitFor("elastic members gone", bindBy, func() bool { return e.bound()["elastic"] == 0 })
-	e.createPod("elastic-late", "elastic", podSpec{cpu: "4"})
-	e.waitGangBound("elastic", 1, bindBy)
+	e.createPod("elastic-late-0", "elastic", podSpec{cpu: "4"})
+	e.holdsFor("a lone new member waits for its sibling", settle, func() bool { return e.bound()["elastic"] == 0 })
+	e.createPod("elastic-late-1", "elastic", podSpec{cpu: "4"})
+	e.waitGangBound("elastic", 2, bindBy)
 
 	e.createGang("shrink", 3, 2, podSpec{cpu: "1"})
 	e.waitEvent("PodGroup", "shrink", "2/3 members exist", 30*time.Second)

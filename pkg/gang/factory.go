@@ -1,0 +1,278 @@
+package gang
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	clientscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/features"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
+	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/apis/config"
+	"github.com/lockstep-sched/lockstep/pkg/gang/gangstate"
+	"github.com/lockstep-sched/lockstep/pkg/placement"
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/pkg/topology"
+)
+
+// Option changes how NewFactory builds the plugin (tests inject a clock and
+// a PodGroup client).
+type Option func(*options)
+
+type options struct {
+	clock    clock.WithDelayedExecution
+	pgClient pgclientset.Interface
+}
+
+// WithClock sets the clock of gang deadlines and reservations.
+func WithClock(c clock.WithDelayedExecution) Option { return func(o *options) { o.clock = c } }
+
+// WithPodGroupClient sets the PodGroup client instead of one built from the
+// scheduler's kubeconfig.
+func WithPodGroupClient(c pgclientset.Interface) Option { return func(o *options) { o.pgClient = c } }
+
+// NewFactory returns the plugin factory of one scheduler instance; main
+// owns what it returns. The scheduler's profiles share the gang state it
+// creates at the first profile: they share nodes, so plans and
+// reservations must be seen by all. A new scheduler (a restart in the same
+// process) needs a new factory, and so gets fresh state.
+func NewFactory(opts ...Option) frameworkruntime.PluginFactory {
+	f := &factory{opts: options{clock: clock.RealClock{}}}
+	for _, o := range opts {
+		o(&f.opts)
+	}
+	return f.new
+}
+
+type factory struct {
+	opts options
+	mu   sync.Mutex
+	s    *shared
+}
+
+func (f *factory) new(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args, err := config.DecodeGangArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.s == nil {
+		if f.s, err = newShared(ctx, args, h, f.opts); err != nil {
+			return nil, err
+		}
+	} else {
+		f.s.cache.AddScheduler(h.ProfileName())
+	}
+	return &Gang{s: f.s}, nil
+}
+
+// shared is what the profiles of one scheduler share: the gang cache, the
+// informers that feed it, and the means to carry out its effects.
+type shared struct {
+	cache    *gangstate.Cache
+	pgLister pglisters.PodGroupLister
+	topo     *topology.Tracker
+	events   *eventer
+	// handle is the first profile's: waiting pods and the queue belong to
+	// the scheduler, not to a profile.
+	handle fwk.Handle
+	logger klog.Logger
+}
+
+func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts options) (*shared, error) {
+	logger := klog.FromContext(ctx).WithName(Name)
+	podInformer := h.SharedInformerFactory().Core().V1().Pods().Informer()
+	if err := podInformer.AddIndexers(cache.Indexers{gangstate.GangIndex: gangstate.IndexByGang}); err != nil {
+		return nil, fmt.Errorf("indexing pods by PodGroup: %w", err)
+	}
+	var restCfg *rest.Config
+	if h.KubeConfig() != nil {
+		// CRDs are served as JSON only; the scheduler's own config asks for protobuf.
+		restCfg = rest.CopyConfig(h.KubeConfig())
+		restCfg.ContentType = runtime.ContentTypeJSON
+	}
+	client := opts.pgClient
+	if client == nil {
+		if restCfg == nil {
+			return nil, fmt.Errorf("building PodGroup client: the scheduler has no kubeconfig")
+		}
+		var err error
+		if client, err = pgclientset.NewForConfig(restCfg); err != nil {
+			return nil, fmt.Errorf("building PodGroup client: %w", err)
+		}
+	}
+	pgFactory := pginformers.NewSharedInformerFactory(client, 0)
+	pgInformer := pgFactory.Scheduling().V1alpha1().PodGroups()
+	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: h, logger: logger}
+	s.cache = gangstate.New(gangstate.Config{
+		Clock:          opts.clock,
+		Pods:           podInformer.GetIndexer(),
+		Schedulers:     sets.New(h.ProfileName()),
+		DefaultTimeout: time.Duration(*args.DefaultScheduleTimeoutSeconds) * time.Second,
+		HeadEnabled:    *args.HeadReservation,
+		Levels:         args.TopologyLevels,
+		Placement: placement.Options{
+			EnableTaintComparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
+		},
+		Zones:  s.topo,
+		Apply:  func(eff gangstate.Effects) { s.apply(logger, eff) },
+		Logger: logger,
+	})
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.ClientSet().CoreV1().Events("")})
+	go func() {
+		<-ctx.Done()
+		broadcaster.Shutdown()
+	}()
+	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), s.pgLister, opts.clock)
+
+	if err := s.watch(pgInformer.Informer(), podInformer); err != nil {
+		return nil, err
+	}
+	pgFactory.Start(ctx.Done())
+	if restCfg != nil {
+		// New or changed zones may hold what waits.
+		if err := s.topo.Start(ctx, restCfg, func() { s.apply(logger, s.cache.RoomChanged()) }); err != nil {
+			return nil, fmt.Errorf("watching NodeResourceTopologies: %w", err)
+		}
+	}
+	// Do not hang the scheduler on a missing CRD: wait a bounded time, say
+	// what is wrong, and go on. The informer keeps retrying and picks the
+	// PodGroups up once the CRD exists; until then gang pods wait with an
+	// Event naming their PodGroup.
+	syncCtx, cancel := context.WithTimeout(ctx, time.Duration(*args.PodGroupSyncTimeoutSeconds)*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), pgInformer.Informer().HasSynced) {
+		logger.Error(nil, "PodGroup informer did not sync; is the PodGroup CRD installed? Gang pods wait until it is",
+			"resource", podgroup.GVR.String(), "timeout", *args.PodGroupSyncTimeoutSeconds)
+	}
+	return s, nil
+}
+
+// watch feeds the cache from the PodGroup and pod informers.
+func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error {
+	if _, err := pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
+				s.apply(s.logger, s.cache.PodGroupAdded(pg))
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			old, ok1 := oldObj.(*v1alpha1.PodGroup)
+			pg, ok2 := obj.(*v1alpha1.PodGroup)
+			if ok1 && ok2 {
+				s.apply(s.logger, s.cache.PodGroupUpdated(old, pg))
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
+				s.apply(s.logger, s.cache.PodGroupDeleted(pg.Namespace, pg.Name))
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("watching PodGroups: %w", err)
+	}
+	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// A gated member is announced here: the scheduler may not run this
+		// plugin's PreEnqueue for it.
+		AddFunc: func(obj any) {
+			if pod, ok := obj.(*v1.Pod); ok && podgroup.IsGated(pod) && podgroup.NameOf(pod) != "" {
+				if pg, err := s.pgLister.PodGroups(pod.Namespace).Get(podgroup.NameOf(pod)); err == nil {
+					s.membersMissing(s.logger, pg)
+				}
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			old, ok1 := oldObj.(*v1.Pod)
+			pod, ok2 := obj.(*v1.Pod)
+			if ok1 && ok2 && old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.NameOf(pod) != "" {
+				s.apply(s.logger, s.cache.PodBound(pod))
+			}
+		},
+		// A pod gone gives back its NUMA zones and its place in a plan.
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*v1.Pod); ok {
+				s.topo.Forget(pod.UID)
+				s.apply(s.logger, s.cache.PodDeleted(pod))
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("watching pods: %w", err)
+	}
+	return nil
+}
+
+// apply carries out what the cache decided. It must not be called with the
+// cache's lock held: allowing and rejecting waiting pods and activating
+// pods call into the framework, and Events reach the API.
+func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
+	for _, uid := range eff.Allow {
+		if wp := s.handle.GetWaitingPod(uid); wp != nil {
+			wp.Allow(Name)
+		}
+	}
+	for _, r := range eff.Reject {
+		if wp := s.handle.GetWaitingPod(r.UID); wp != nil {
+			wp.Reject(Name, r.Message)
+		}
+	}
+	if len(eff.Activate) > 0 {
+		s.handle.Activate(logger, eff.Activate)
+	}
+	for _, e := range eff.Events {
+		switch {
+		case e.PodGroup != nil:
+			s.events.podGroupObj(e.PodGroup, e.Type, e.Reason, e.Message)
+		case e.Pod != nil:
+			s.events.pod(e.Pod, e.Type, e.Reason, e.Message)
+		}
+	}
+	if eff.Placed != nil {
+		observePlacement(s.handle, eff.Placed.Nodes, eff.Placed.MilliCPU)
+	}
+}
+
+// membersMissing reports, and records as an Event, why a gang that has not
+// started cannot start yet for want of members; "" when enough exist.
+func (s *shared) membersMissing(logger klog.Logger, pg *v1alpha1.PodGroup) string {
+	m, eff := s.cache.Members(pg)
+	s.apply(logger, eff)
+	if len(m.Foreign) > 0 {
+		s.events.podGroupObj(pg, v1.EventTypeWarning, "ForeignMembers", fmt.Sprintf(
+			"%d member(s) name another scheduler and are not placed by this one: %v", len(m.Foreign), m.Foreign))
+	}
+	min := podgroup.MinMember(pg)
+	if m.Started || m.Exist >= min {
+		return ""
+	}
+	msg := fmt.Sprintf("%d/%d members exist", m.Exist, min)
+	if m.Gated > 0 {
+		msg += fmt.Sprintf(" (%d more scheduling-gated)", m.Gated)
+	}
+	s.events.podGroupObj(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
+	return msg
+}

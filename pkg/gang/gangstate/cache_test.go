@@ -1,0 +1,214 @@
+package gangstate
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2/ktesting"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// fixture is a cache over an in-memory pod indexer and a fake clock, with
+// no scheduler: transitions are driven by hand.
+type fixture struct {
+	c     *Cache
+	pods  cache.Indexer
+	clock *clocktesting.FakeClock
+	nodes []fwk.NodeInfo
+	pg    *v1alpha1.PodGroup
+	// applied collects what timers decided.
+	applied chan Effects
+}
+
+func newFixture(t *testing.T, min int32, members int, nodes int) (*fixture, []*v1.Pod) {
+	logger, _ := ktesting.NewTestContext(t)
+	f := &fixture{
+		pods:    cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{GangIndex: IndexByGang}),
+		clock:   clocktesting.NewFakeClock(epoch),
+		applied: make(chan Effects, 16),
+	}
+	f.c = New(Config{Clock: f.clock, Pods: f.pods, Schedulers: sets.New("lockstep"), DefaultTimeout: time.Minute,
+		HeadEnabled: true, Logger: logger, Apply: func(e Effects) { f.applied <- e }})
+	for i := range nodes {
+		ni := framework.NewNodeInfo()
+		ni.SetNode(st.MakeNode().Name(fmt.Sprintf("n%d", i)).Capacity(map[v1.ResourceName]string{v1.ResourceCPU: "4", v1.ResourcePods: "10"}).Obj())
+		f.nodes = append(f.nodes, ni)
+	}
+	f.pg = &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns", UID: "pg-uid", CreationTimestamp: metav1.NewTime(epoch)},
+		Spec: v1alpha1.PodGroupSpec{MinMember: min}}
+	var pods []*v1.Pod
+	for i := range members {
+		p := st.MakePod().Name(fmt.Sprintf("g-%d", i)).Namespace("ns").UID(fmt.Sprintf("g-%d", i)).SchedulerName("lockstep").
+			Label(podgroup.Label, "g").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
+		_ = f.pods.Add(p)
+		pods = append(pods, p)
+	}
+	return f, pods
+}
+
+// place runs PreFilter, Reserve and Permit for a member on its planned node.
+func (f *fixture) place(t *testing.T, p *v1.Pod) (PermitDecision, Effects) {
+	t.Helper()
+	v, _ := f.c.PreFilter(p, f.pg, f.nodes)
+	if v.Code != fwk.Success || v.Node == "" {
+		t.Fatalf("%s: PreFilter %v %q", p.Name, v.Code, v.Reason)
+	}
+	f.c.Reserve(p, v.Node)
+	return f.c.Permit(p, f.pg)
+}
+
+func uids(rs []Rejection) sets.Set[types.UID] {
+	out := sets.New[types.UID]()
+	for _, r := range rs {
+		out.Insert(r.UID)
+	}
+	return out
+}
+
+func TestTransitions(t *testing.T) {
+	t.Run("Planned to Binding at quorum: every waiting member allowed", func(t *testing.T) {
+		f, pods := newFixture(t, 3, 3, 3)
+		for _, p := range pods[:2] {
+			if d, _ := f.place(t, p); d.Wait == 0 {
+				t.Fatalf("%s: want to wait, got %+v", p.Name, d)
+			}
+		}
+		d, eff := f.place(t, pods[2])
+		if !d.Allow || !sets.New(eff.Allow...).Equal(sets.New[types.UID]("g-0", "g-1")) {
+			t.Fatalf("got %+v, allowed %v", d, eff.Allow)
+		}
+		if f.c.Phase("ns/g") != Binding {
+			t.Fatalf("phase %s", f.c.Phase("ns/g"))
+		}
+	})
+	t.Run("Planned to Waiting when a member fails: the others are rejected; their stale Unreserve changes nothing", func(t *testing.T) {
+		f, pods := newFixture(t, 3, 3, 3)
+		f.place(t, pods[0])
+		f.place(t, pods[1])
+		eff := f.c.Unreserve(pods[1])
+		if !uids(eff.Reject).Equal(sets.New[types.UID]("g-0")) || f.c.Phase("ns/g") != Waiting {
+			t.Fatalf("rejected %v, phase %s", uids(eff.Reject), f.c.Phase("ns/g"))
+		}
+		// A new plan, then the rejected member's late Unreserve.
+		if v, _ := f.c.PreFilter(pods[2], f.pg, f.nodes); v.Node == "" {
+			t.Fatalf("replan: %+v", v)
+		}
+		if eff := f.c.Unreserve(pods[0]); len(eff.Reject) != 0 || f.c.Phase("ns/g") != Planned {
+			t.Fatalf("a stale Unreserve broke the new plan: %+v, phase %s", eff, f.c.Phase("ns/g"))
+		}
+	})
+	t.Run("Binding: a failed bind holds the member's place", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 2, 2)
+		f.place(t, pods[0])
+		f.place(t, pods[1])
+		eff := f.c.Unreserve(pods[0])
+		if len(eff.Reject) != 0 || eff.Activate["ns/g-0"] == nil {
+			t.Fatalf("want g-0 reactivated and nobody rejected, got %+v", eff)
+		}
+		other, _ := f.c.PreFilterOrdinary(st.MakePod().Name("o").Namespace("ns").Obj(), f.nodes)
+		if len(other.Held) != 1 {
+			t.Fatalf("the failed member's room is not held: %v", other.Held)
+		}
+		if d, _ := f.place(t, pods[0]); !d.Allow {
+			t.Fatalf("retry: %+v", d)
+		}
+	})
+	t.Run("Binding to Running when every member is bound", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 2, 2)
+		f.place(t, pods[0])
+		f.place(t, pods[1])
+		for _, p := range pods {
+			b := p.DeepCopy()
+			b.Spec.NodeName = "n0"
+			_ = f.pods.Update(b)
+			f.c.PodBound(b)
+		}
+		if f.c.Phase("ns/g") != Running {
+			t.Fatalf("phase %s", f.c.Phase("ns/g"))
+		}
+	})
+	t.Run("Binding past its deadline with a member unbound: reported incomplete", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 2, 2)
+		f.place(t, pods[0])
+		f.place(t, pods[1])
+		b := pods[1].DeepCopy()
+		b.Spec.NodeName = "n1"
+		_ = f.pods.Update(b)
+		f.c.PodBound(b)
+		f.c.Unreserve(pods[0])
+		f.clock.Step(time.Minute)
+		eff := <-f.applied
+		if len(eff.Events) == 0 || eff.Events[0].Reason != "GangIncomplete" || !strings.Contains(eff.Events[0].Message, "g-0") {
+			t.Fatalf("want a GangIncomplete Event naming g-0, got %+v", eff.Events)
+		}
+	})
+	t.Run("Planned: minMember raised drops the plan", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 3, 3)
+		f.place(t, pods[0])
+		old := f.pg
+		f.pg = old.DeepCopy()
+		f.pg.Spec.MinMember = 3
+		eff := f.c.PodGroupUpdated(old, f.pg)
+		if !uids(eff.Reject).Has("g-0") || f.c.Phase("ns/g") != Waiting {
+			t.Fatalf("rejected %v, phase %s", uids(eff.Reject), f.c.Phase("ns/g"))
+		}
+	})
+	t.Run("Planned: minMember lowered to what is assumed releases the gang", func(t *testing.T) {
+		f, pods := newFixture(t, 3, 3, 3)
+		f.place(t, pods[0])
+		f.place(t, pods[1])
+		old := f.pg
+		f.pg = old.DeepCopy()
+		f.pg.Spec.MinMember = 2
+		eff := f.c.PodGroupUpdated(old, f.pg)
+		if len(eff.Allow) != 2 || f.c.Phase("ns/g") != Binding {
+			t.Fatalf("allowed %v, phase %s", eff.Allow, f.c.Phase("ns/g"))
+		}
+	})
+	t.Run("PodGroup deleted: waiting members rejected, the gang forgotten", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 2, 2)
+		f.place(t, pods[0])
+		eff := f.c.PodGroupDeleted("ns", "g")
+		if !uids(eff.Reject).Has("g-0") {
+			t.Fatalf("rejected %v", uids(eff.Reject))
+		}
+		if d, _ := f.c.Permit(pods[0], f.pg); d.Reject == "" {
+			t.Fatalf("a member of a deleted gang must be rejected at Permit, got %+v", d)
+		}
+	})
+	t.Run("Running to Waiting when members are gone", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 2, 2)
+		for _, p := range pods {
+			b := p.DeepCopy()
+			b.Spec.NodeName = "n0"
+			_ = f.pods.Update(b)
+		}
+		if v, _ := f.c.PreFilter(pods[0], f.pg, f.nodes); v.Node != "" || f.c.Phase("ns/g") != Running {
+			t.Fatalf("restarted with a bound quorum: %+v, phase %s", v, f.c.Phase("ns/g"))
+		}
+		for _, p := range pods {
+			_ = f.pods.Delete(p)
+		}
+		fresh := st.MakePod().Name("g-9").Namespace("ns").UID("g-9").SchedulerName("lockstep").Label(podgroup.Label, "g").Obj()
+		_ = f.pods.Add(fresh)
+		v, eff := f.c.PreFilter(fresh, f.pg, f.nodes)
+		if v.Code == fwk.Success || f.c.Phase("ns/g") != Waiting || len(eff.Events) == 0 || eff.Events[0].Reason != "BelowQuorum" {
+			t.Fatalf("a lone new member: %+v, phase %s, events %+v", v, f.c.Phase("ns/g"), eff.Events)
+		}
+	})
+}

@@ -1,0 +1,89 @@
+package gangstate
+
+import (
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+)
+
+// Effects is what a transition decided to do outside the cache: the caller
+// carries it out after the cache's lock is released, so that no API call,
+// Event or call into the framework (which may call back into the plugin)
+// runs under the lock.
+type Effects struct {
+	// Allow lists members waiting at Permit to let go to binding.
+	Allow []types.UID
+	// Reject lists members waiting at Permit to send back to the queue.
+	Reject []Rejection
+	// Activate holds pods to move to the active queue, by namespace/name.
+	Activate map[string]*v1.Pod
+	// Events to record, on PodGroups or pods.
+	Events []Event
+	// Placed describes a gang released to binding, for metrics.
+	Placed *Placement
+}
+
+// Rejection is a waiting member to reject and why.
+type Rejection struct {
+	UID     types.UID
+	Message string
+}
+
+// Event is an Event to record on a PodGroup (PodGroup set) or a pod (Pod
+// set).
+type Event struct {
+	PodGroup *v1alpha1.PodGroup
+	Pod      *v1.Pod
+	Type     string
+	Reason   string
+	Message  string
+}
+
+// Placement is where a released gang went.
+type Placement struct {
+	Nodes    sets.Set[string]
+	MilliCPU int64
+}
+
+// Empty reports whether there is nothing to do.
+func (e *Effects) Empty() bool {
+	return len(e.Allow) == 0 && len(e.Reject) == 0 && len(e.Activate) == 0 && len(e.Events) == 0 && e.Placed == nil
+}
+
+func (e *Effects) activate(pod *v1.Pod) {
+	if e.Activate == nil {
+		e.Activate = map[string]*v1.Pod{}
+	}
+	e.Activate[pod.Namespace+"/"+pod.Name] = pod
+}
+
+func (e *Effects) reject(uid types.UID, msg string) {
+	e.Reject = append(e.Reject, Rejection{UID: uid, Message: msg})
+}
+
+func (e *Effects) onPodGroup(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
+	if pg != nil {
+		e.Events = append(e.Events, Event{PodGroup: pg, Type: eventType, Reason: reason, Message: msg})
+	}
+}
+
+func (e *Effects) onPod(pod *v1.Pod, eventType, reason, msg string) {
+	e.Events = append(e.Events, Event{Pod: pod, Type: eventType, Reason: reason, Message: msg})
+}
+
+// merge appends o to e.
+func (e *Effects) merge(o Effects) {
+	e.Allow = append(e.Allow, o.Allow...)
+	e.Reject = append(e.Reject, o.Reject...)
+	for k, p := range o.Activate {
+		if e.Activate == nil {
+			e.Activate = map[string]*v1.Pod{}
+		}
+		e.Activate[k] = p
+	}
+	e.Events = append(e.Events, o.Events...)
+	if o.Placed != nil {
+		e.Placed = o.Placed
+	}
+}

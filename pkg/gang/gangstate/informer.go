@@ -1,0 +1,151 @@
+package gangstate
+
+import (
+	"fmt"
+	"maps"
+
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// Members is a count of a gang's members for PreEnqueue.
+type Members struct {
+	// Exist counts members scheduled or pending; Gated those held by
+	// scheduling gates; Foreign names members of another scheduler.
+	Exist, Gated int
+	Foreign      []string
+	// Started is set once the gang's quorum has been released or bound.
+	Started bool
+}
+
+// Members counts a PodGroup's members.
+func (c *Cache) Members(pg *v1alpha1.PodGroup) (Members, Effects) {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.gangFor(pg, &eff)
+	cen := c.censusLocked(g)
+	started := g.phase == Binding || cen.scheduled >= g.minMember()
+	return Members{Exist: cen.exist(), Gated: cen.gated, Foreign: cen.foreign, Started: started}, eff
+}
+
+// PodGroupAdded wakes the gang's pods waiting for their PodGroup.
+func (c *Cache) PodGroupAdded(pg *v1alpha1.PodGroup) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gangFor(pg, &eff)
+	c.wakeGangLocked(podgroup.Key(pg.Namespace, pg.Name), &eff)
+	return eff
+}
+
+// PodGroupUpdated wakes the gang when a change may help it (a lower
+// minMember, new annotations), and lets waiting members go when a lowered
+// minMember is now met.
+func (c *Cache) PodGroupUpdated(old, pg *v1alpha1.PodGroup) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.gangFor(pg, &eff)
+	if pg.Spec.MinMember < old.Spec.MinMember || !maps.Equal(pg.Annotations, old.Annotations) {
+		g.failVerdict = nil
+		c.wakeGangLocked(g.key, &eff)
+	}
+	if g.phase != Planned {
+		return eff
+	}
+	if !maps.Equal(pg.Annotations, old.Annotations) || pg.Spec.MinMember > old.Spec.MinMember {
+		// The plan may break the new topology constraints, or hold too few
+		// members for the new quorum: plan again.
+		c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s changed; planning the gang again", g.key), &eff)
+		return eff
+	}
+	if cen := c.censusLocked(g); cen.scheduled >= g.minMember() {
+		c.cfg.Logger.V(2).Info("Quorum met after minMember changed", "gang", g.key, "minMember", pg.Spec.MinMember)
+		c.releaseGangLocked(g, "", &eff)
+	}
+	return eff
+}
+
+// PodGroupDeleted releases everything a deleted PodGroup's gang held.
+func (c *Cache) PodGroupDeleted(namespace, name string) Effects {
+	var eff Effects
+	key := podgroup.Key(namespace, name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[key]
+	if !ok {
+		return eff
+	}
+	c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s was deleted", key), &eff)
+	if g.plan != nil && g.plan.timer != nil {
+		g.plan.timer.Stop()
+	}
+	c.forgetHeadLocked(g)
+	delete(c.gangs, key)
+	c.releaseLocked(&eff)
+	// Its pods wait again, saying they wait for their PodGroup.
+	c.wakeGangLocked(key, &eff)
+	c.cfg.Logger.V(2).Info("PodGroup deleted; released its gang", "gang", key)
+	return eff
+}
+
+// PodBound records a member the informer shows bound.
+func (c *Cache) PodBound(pod *v1.Pod) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[podgroup.KeyOf(pod)]
+	if !ok {
+		return eff
+	}
+	delete(g.assumed, pod.UID)
+	if g.plan == nil {
+		return eff
+	}
+	if s := g.plan.slots[pod.UID]; s != nil {
+		s.state = slotBound
+	}
+	c.bindingDoneLocked(g, &eff)
+	return eff
+}
+
+// PodDeleted forgets a member that is gone. A planned member that goes
+// before the quorum was released breaks the plan: the gang plans again with
+// the members it has. After the release, its held place is given up.
+func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.parked, pod.UID)
+	g, ok := c.gangs[podgroup.KeyOf(pod)]
+	if !ok {
+		return eff
+	}
+	delete(g.assumed, pod.UID)
+	delete(g.avoid, pod.UID)
+	if g.plan == nil || g.plan.slots[pod.UID] == nil {
+		return eff
+	}
+	switch g.phase {
+	case Planned:
+		c.dropPlanLocked(g, fmt.Sprintf("member %s was deleted; planning the gang again", pod.Name), &eff)
+	case Binding:
+		delete(g.plan.slots, pod.UID)
+		c.releaseLocked(&eff)
+		c.bindingDoneLocked(g, &eff)
+	}
+	return eff
+}
+
+// RoomChanged wakes what waits for room after a change the scheduler's
+// events do not cover (NUMA zones).
+func (c *Cache) RoomChanged() Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(&eff)
+	return eff
+}

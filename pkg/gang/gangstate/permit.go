@@ -1,0 +1,254 @@
+package gangstate
+
+import (
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// Reserve records a member assumed onto a node.
+func (c *Cache) Reserve(pod *v1.Pod, node string) {
+	key := podgroup.KeyOf(pod)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[key]
+	if !ok {
+		return
+	}
+	g.assumed[pod.UID] = node
+	if g.plan != nil {
+		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
+			s.state = slotAssumed
+		}
+	}
+}
+
+// Unreserve undoes Reserve. A member of the current plan that fails before
+// the quorum was released fails the whole attempt: the members waiting are
+// rejected so that nothing stays held. A released member whose binding
+// failed keeps its place: its room is held again and it is retried at once.
+// An Unreserve for a member the current plan does not hold as assumed (a
+// member rejected when an earlier plan was dropped) changes nothing else.
+func (c *Cache) Unreserve(pod *v1.Pod) Effects {
+	var eff Effects
+	key := podgroup.KeyOf(pod)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[key]
+	if !ok {
+		return eff
+	}
+	delete(g.assumed, pod.UID)
+	if g.plan == nil {
+		return eff
+	}
+	s := g.plan.slots[pod.UID]
+	if s == nil || s.state != slotAssumed {
+		return eff
+	}
+	switch g.phase {
+	case Planned:
+		s.state = slotPlanned // it is not waiting: nothing to reject
+		c.cfg.Logger.V(2).Info("Gang member failed before quorum; releasing the gang", "gang", key, "pod", pod.Name)
+		eff.onPodGroup(g.pg, v1.EventTypeWarning, "GangReleased", fmt.Sprintf("member %s could not be placed; released the members waiting", pod.Name))
+		c.dropPlanLocked(g, fmt.Sprintf("gang %s released: member %s failed", key, pod.Name), &eff)
+	case Binding:
+		if !c.existsLocked(pod) {
+			delete(g.plan.slots, pod.UID)
+			c.bindingDoneLocked(g, &eff)
+			return eff
+		}
+		s.state = slotPlanned
+		c.cfg.Logger.V(2).Info("Released gang member failed to bind; holding its place", "gang", key, "pod", pod.Name, "node", s.node)
+		eff.onPodGroup(g.pg, v1.EventTypeWarning, "BindRetry", fmt.Sprintf(
+			"member %s failed to bind to %s after the gang was released; its place is held and it is retried until %s",
+			pod.Name, s.node, g.plan.deadline.UTC().Format(time.RFC3339)))
+		eff.activate(pod)
+	}
+	return eff
+}
+
+// existsLocked reports whether the informer still has this pod, not being
+// deleted.
+func (c *Cache) existsLocked(pod *v1.Pod) bool {
+	obj, ok, err := c.cfg.Pods.GetByKey(pod.Namespace + "/" + pod.Name)
+	if err != nil || !ok {
+		return false
+	}
+	p, ok := obj.(*v1.Pod)
+	return ok && p.UID == pod.UID && p.DeletionTimestamp == nil
+}
+
+// PermitDecision is what Permit decided for one member.
+type PermitDecision struct {
+	// Allow lets the member go to binding now.
+	Allow bool
+	// Wait is how long it waits for its siblings when neither allowed nor
+	// rejected.
+	Wait time.Duration
+	// Reject, when not empty, sends the member back to the queue.
+	Reject string
+	// Reason tells a waiting member why.
+	Reason string
+}
+
+// Permit holds members until the quorum is assumed, then lets them all go
+// in one step.
+func (c *Cache) Permit(pod *v1.Pod, pg *v1alpha1.PodGroup) (PermitDecision, Effects) {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[podgroup.KeyOf(pod)]
+	if !ok || (pg.UID != "" && g.uid != pg.UID) {
+		return PermitDecision{Reject: "the gang's state was reset while this member was placed"}, eff
+	}
+	cen := c.censusLocked(g)
+	if g.phase == Binding || cen.scheduled >= g.minMember() {
+		if g.phase == Planned {
+			c.releaseGangLocked(g, pod.UID, &eff)
+		}
+		return PermitDecision{Allow: true}, eff
+	}
+	var s *slot
+	if g.plan != nil {
+		s = g.plan.slots[pod.UID]
+	}
+	if s == nil || s.state != slotAssumed {
+		return PermitDecision{Reject: "the gang's plan ended before its quorum was placed"}, eff
+	}
+	wait := g.plan.deadline.Sub(c.cfg.Clock.Now())
+	if wait <= 0 {
+		return PermitDecision{Reject: "gang plan expired before the quorum was placed"}, eff
+	}
+	return PermitDecision{Wait: wait + PermitGrace, Reason: fmt.Sprintf("waiting for %d/%d members to be placed", cen.scheduled, g.minMember())}, eff
+}
+
+// releaseGangLocked moves a planned gang whose quorum is assumed to
+// Binding and allows every member waiting at Permit.
+func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
+	nodes := sets.New[string]()
+	var milliCPU int64
+	for uid, s := range g.plan.slots {
+		milliCPU += s.request.MilliCPU
+		if s.state == slotAssumed || s.state == slotBound {
+			nodes.Insert(s.node)
+		}
+		if s.state == slotAssumed && uid != current {
+			eff.Allow = append(eff.Allow, uid)
+		}
+	}
+	g.phase = Binding
+	g.blocked, g.avoid, g.failVerdict = false, nil, nil
+	// Members whose binding fails get the gang's whole timeout from now to
+	// bind, with their places held.
+	g.plan.deadline = c.cfg.Clock.Now().Add(g.timeout)
+	if g.plan.timer != nil {
+		g.plan.timer.Stop()
+	}
+	key, id := g.key, g.plan.id
+	g.plan.timer = c.afterFunc(g.timeout, func() { c.run(func(eff *Effects) { c.planExpiredLocked(key, id, eff) }) })
+	c.forgetHeadLocked(g)
+	where := ""
+	if g.plan.domain.Level != "" {
+		where = " in " + g.plan.domain.String()
+	}
+	c.cfg.Logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", g.key, "members", len(eff.Allow)+1, "nodes", nodes.Len(), "domain", where)
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s", len(eff.Allow)+1, nodes.Len(), where))
+	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU}
+	c.bindingDoneLocked(g, eff)
+}
+
+// bindingDoneLocked moves a Binding gang to Running once no planned member
+// is left unbound.
+func (c *Cache) bindingDoneLocked(g *gang, eff *Effects) {
+	if g.phase != Binding || g.plan == nil {
+		return
+	}
+	for _, s := range g.plan.slots {
+		if s.state != slotBound {
+			return
+		}
+	}
+	c.toRunningLocked(g, eff)
+}
+
+// FilterRefused runs when a member's full Filter chain refused the node its
+// plan gave it. Before the quorum was released, the plan is dropped and the
+// gang replans avoiding that node for this member for a while. A released
+// member that no longer fits its held node goes on as a member of a started
+// gang.
+func (c *Cache) FilterRefused(pod *v1.Pod, node string) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[podgroup.KeyOf(pod)]
+	if !ok || g.plan == nil {
+		return eff
+	}
+	if s := g.plan.slots[pod.UID]; s == nil || s.node != node {
+		return eff
+	}
+	msg := fmt.Sprintf("planned node %s no longer fits member %s; replanning the gang", node, pod.Name)
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Replanning", msg)
+	eff.activate(pod)
+	if g.phase == Binding {
+		delete(g.plan.slots, pod.UID)
+		c.bindingDoneLocked(g, &eff)
+		c.releaseLocked(&eff)
+		return eff
+	}
+	if g.avoid == nil {
+		g.avoid = map[types.UID]map[string]time.Time{}
+	}
+	if g.avoid[pod.UID] == nil {
+		g.avoid[pod.UID] = map[string]time.Time{}
+	}
+	g.avoid[pod.UID][node] = c.cfg.Clock.Now().Add(g.timeout)
+	c.dropPlanLocked(g, msg, &eff)
+	return eff
+}
+
+// Park records an ordinary pod refused room held for gangs, to wake it when
+// that room is released.
+func (c *Cache) Park(pod *v1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.parked[pod.UID] = pod
+}
+
+// planExpiredLocked ends a plan at its deadline. Before the quorum was
+// released, every waiting member is rejected at once and the gang plans
+// again. After, the room still held for members that failed to bind is
+// released, and the gang is reported incomplete if it is.
+func (c *Cache) planExpiredLocked(key string, id uint64, eff *Effects) {
+	g, ok := c.gangs[key]
+	if !ok || g.plan == nil || g.plan.id != id {
+		return
+	}
+	switch g.phase {
+	case Planned:
+		c.cfg.Logger.V(2).Info("Gang plan expired before quorum", "gang", key)
+		eff.onPodGroup(g.pg, v1.EventTypeWarning, "PlanExpired", fmt.Sprintf(
+			"the quorum was not placed within %s; released the members waiting and planning again", g.timeout))
+		c.dropPlanLocked(g, "gang plan expired before all members were placed", eff)
+	case Binding:
+		var missing []string
+		for _, s := range g.plan.slots {
+			if s.state != slotBound {
+				missing = append(missing, s.pod.Name)
+			}
+		}
+		cen := c.censusLocked(g)
+		if cen.scheduled < g.minMember() {
+			eff.onPodGroup(g.pg, v1.EventTypeWarning, "GangIncomplete", fmt.Sprintf(
+				"only %d of %d members are placed: %v did not bind within %s", cen.scheduled, g.minMember(), missing, g.timeout))
+		}
+		c.toRunningLocked(g, eff)
+	}
+}

@@ -1,0 +1,229 @@
+package gangstate
+
+import (
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	fwk "k8s.io/kube-scheduler/framework"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"github.com/lockstep-sched/lockstep/pkg/placement"
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// Verdict is what PreFilter decided for one pod, for the rest of its cycle.
+type Verdict struct {
+	// Code is Success, Unschedulable or UnschedulableAndUnresolvable.
+	Code   fwk.Code
+	Reason string
+	// Node is the node the gang's plan gives the pod; "" when none.
+	Node string
+	// Nodes, when not nil, are the only nodes the pod may go to (a started
+	// gang anchored to its required topology domain).
+	Nodes sets.Set[string]
+	// Held is the room per node this pod may not use.
+	Held map[string]placement.Resources
+}
+
+func refuse(code fwk.Code, format string, args ...any) Verdict {
+	return Verdict{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// beyondQuorum is the reason given to a member the current plan has no
+// place for: it goes once the gang has started.
+const beyondQuorum = "waiting for the gang to start; this member is beyond the planned quorum"
+
+// PreFilterOrdinary returns the verdict for a pod without a PodGroup: the
+// room held for gangs that it may not use.
+func (c *Cache) PreFilterOrdinary(pod *v1.Pod, nodes []fwk.NodeInfo) (Verdict, Effects) {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Clock.Now()
+	c.refreshHeadLocked(nodes, snapshotOf(nodes), now, &eff)
+	r := rank{priority: corev1helpers.PodPriority(pod), created: pod.CreationTimestamp.Time, key: pod.Namespace + "/" + pod.Name}
+	return Verdict{Held: c.heldLocked("", r, now)}, eff
+}
+
+// PreFilter decides for a gang member: follow the gang's plan, go as an
+// extra member of a started gang, plan the whole gang now, or wait.
+func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeInfo) (Verdict, Effects) {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Clock.Now()
+	snap := snapshotOf(nodes)
+	c.refreshHeadLocked(nodes, snap, now, &eff)
+
+	g := c.gangFor(pg, &eff)
+	g.rank = rank{priority: corev1helpers.PodPriority(pod), created: pg.CreationTimestamp.Time, key: g.key}
+	cen := c.censusLocked(g)
+	required, preferred, terr := podgroup.TopologyConstraints(pg, c.cfg.Levels)
+	if terr != nil {
+		eff.onPodGroup(pg, v1.EventTypeWarning, "InvalidTopology", terr.Error())
+		return refuse(fwk.UnschedulableAndUnresolvable, "%s", terr.Error()), eff
+	}
+	if g.phase == Planned && cen.scheduled >= g.minMember() {
+		// The quorum is there without another Permit (minMember was
+		// lowered): let the waiting members go.
+		c.releaseGangLocked(g, "", &eff)
+	}
+	if g.plan != nil && g.phase == Binding {
+		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
+			// A released member whose binding failed gets its place back.
+			return c.follow(g, s, now), eff
+		}
+		return c.startedLocked(g, cen, required, nodes, now), eff
+	}
+	if cen.scheduled >= g.minMember() {
+		if g.phase != Running {
+			c.toRunningLocked(g, &eff)
+		}
+		return c.startedLocked(g, cen, required, nodes, now), eff
+	}
+	if g.phase == Running {
+		c.cfg.Logger.V(2).Info("Gang fell below its quorum", "gang", g.key, "scheduled", cen.scheduled, "minMember", g.minMember())
+		eff.onPodGroup(pg, v1.EventTypeWarning, "BelowQuorum", fmt.Sprintf(
+			"%d of %d members left; new members are placed as a gang again", cen.scheduled, g.minMember()))
+		g.phase = Waiting
+	}
+	if g.plan != nil && !now.Before(g.plan.deadline) {
+		c.dropPlanLocked(g, "gang plan expired before all members were placed", &eff)
+		cen = c.censusLocked(g)
+	}
+	if g.plan != nil {
+		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
+			return c.follow(g, s, now), eff
+		}
+		return refuse(fwk.Unschedulable, beyondQuorum), eff
+	}
+	return c.planLocked(g, pod, cen, nodes, snap, now, required, preferred, &eff), eff
+}
+
+// follow sends a member to its planned node.
+func (c *Cache) follow(g *gang, s *slot, now time.Time) Verdict {
+	return Verdict{Node: s.node, Held: c.heldLocked(g.key, g.rank, now)}
+}
+
+// startedLocked lets a member of a started gang go as it comes, inside the
+// gang's required domain.
+func (c *Cache) startedLocked(g *gang, cen census, required string, nodes []fwk.NodeInfo, now time.Time) Verdict {
+	v := Verdict{Held: c.heldLocked(g.key, g.rank, now)}
+	if values := domainOf(nodes, required, cen.nodes); values.Len() > 0 {
+		v.Nodes = nodesIn(nodes, required, values)
+	}
+	return v
+}
+
+// toRunningLocked marks a gang started, ending whatever it held.
+func (c *Cache) toRunningLocked(g *gang, eff *Effects) {
+	if g.plan != nil {
+		if g.plan.timer != nil {
+			g.plan.timer.Stop()
+		}
+		g.plan = nil
+		c.releaseLocked(eff)
+	}
+	g.phase = Running
+	g.blocked, g.avoid, g.failVerdict = false, nil, nil
+	c.forgetHeadLocked(g)
+}
+
+// planLocked plans the whole gang against the cycle's nodes.
+func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInfo, snap snapshot, now time.Time, required, preferred string, eff *Effects) Verdict {
+	needed := g.minMember() - cen.scheduled
+	if len(cen.pending) < needed {
+		return refuse(fwk.UnschedulableAndUnresolvable, "%d/%d members exist", cen.exist(), g.minMember())
+	}
+	key := snapshotKey{generation: snap.generation, nodes: len(nodes), epoch: c.epoch, pending: len(cen.pending)}
+	if g.failVerdict != nil && g.failKey == key {
+		return *g.failVerdict
+	}
+	held := c.heldLocked(g.key, g.rank, now)
+	req := placement.Request{
+		Nodes:   c.anchored(c.planNodes(nodes, held, false), required, cen),
+		Members: membersOf(cen.pending, g.avoidNow(now)), Needed: needed, Options: c.cfg.Placement,
+		Levels: c.cfg.Levels, Required: required, Preferred: preferred,
+	}
+	p, failure := placement.PlanGang(req)
+	if failure != nil {
+		v := c.unplaceableLocked(g, req, failure, nodes, snap, now, eff)
+		g.failKey, g.failVerdict = key, &v
+		return v
+	}
+	c.adoptLocked(g, req, p, needed, now, eff)
+	s := g.plan.slots[pod.UID]
+	if s == nil {
+		return refuse(fwk.Unschedulable, beyondQuorum)
+	}
+	return Verdict{Node: s.node, Held: held}
+}
+
+// adoptLocked makes a plan the gang's: its room is held from now on, until
+// its deadline, and the other members are brought forward so the plan is
+// held as briefly as possible.
+func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, needed int, now time.Time, eff *Effects) {
+	c.planID++
+	pl := &plan{id: c.planID, slots: make(map[types.UID]*slot, len(p.NodeOf)), nodes: len(p.NodesUsed), domain: p.Domain, deadline: now.Add(g.timeout)}
+	for mi, ni := range p.NodeOf {
+		m := req.Members[mi]
+		pl.slots[m.Pod.UID] = &slot{pod: m.Pod, node: req.Nodes[ni].Info.Node().Name, request: m.Request, zones: p.ZonesOf[mi]}
+		eff.activate(m.Pod)
+	}
+	key, id := g.key, pl.id
+	pl.timer = c.afterFunc(g.timeout, func() { c.run(func(eff *Effects) { c.planExpiredLocked(key, id, eff) }) })
+	if g.blocked {
+		eff.onPodGroup(g.pg, v1.EventTypeNormal, "Planned", fmt.Sprintf("room found for %d members on %d nodes", len(p.NodeOf), len(p.NodesUsed)))
+	}
+	g.plan, g.phase = pl, Planned
+	g.blocked, g.failVerdict = false, nil
+	c.forgetHeadLocked(g)
+	c.epoch++
+	if c.cfg.Logger.V(2).Enabled() {
+		nodeOf := make(map[string]string, len(pl.slots))
+		for _, s := range pl.slots {
+			nodeOf[s.pod.Name] = s.node
+		}
+		c.cfg.Logger.V(2).Info("Planned gang", "gang", g.key, "members", len(p.NodeOf), "needed", needed,
+			"domain", p.Domain.String(), "nodes", len(p.NodesUsed), "plan", nodeOf)
+	}
+}
+
+// unplaceableLocked answers a failed plan: a gang that could not fit even
+// an empty cluster is refused outright; one that only lacks free room
+// waits, and may become the head of the queue that reserves room.
+func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *placement.Failure, nodes []fwk.NodeInfo, snap snapshot, now time.Time, eff *Effects) Verdict {
+	empty := req
+	empty.Nodes = c.planNodes(nodes, nil, true)
+	// Nodes a member avoids after a transient refusal do not make a gang
+	// unplaceable for ever.
+	empty.Members = membersOf(podsOf(req.Members), nil)
+	if _, never := placement.PlanGang(empty); never != nil {
+		g.blocked = false
+		c.forgetHeadLocked(g)
+		msg := "gang can never fit this cluster as it is: " + never.Error()
+		c.cfg.Logger.V(2).Info("Gang cannot fit the cluster", "gang", g.key, "reason", never.Error())
+		eff.onPodGroup(g.pg, v1.EventTypeWarning, "Unschedulable", msg)
+		return refuse(fwk.UnschedulableAndUnresolvable, "%s", msg)
+	}
+	if !g.blocked {
+		g.blocked, g.coolUntil = true, time.Time{}
+	}
+	msg := "gang does not fit yet: " + failure.Error()
+	c.cfg.Logger.V(3).Info("Gang waits for room", "gang", g.key, "reason", failure.Error())
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "WaitingForRoom", msg)
+	c.refreshHeadLocked(nodes, snap, now, eff)
+	return refuse(fwk.UnschedulableAndUnresolvable, "%s", msg)
+}
+
+func podsOf(members []placement.Member) []*v1.Pod {
+	out := make([]*v1.Pod, len(members))
+	for i := range members {
+		out[i] = members[i].Pod
+	}
+	return out
+}
