@@ -7,6 +7,9 @@ CONTROLLER_GEN  ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.
 IMAGE_REGISTRY  ?= ghcr.io/lockstep-sched
 IMAGE_TAG       ?= latest
 INTEGRATION_TIMEOUT ?= 30m
+# Every test runs under the race detector: the scheduler calls the plugin
+# from several goroutines at once. RACE= turns it off for a quick local run.
+RACE            ?= -race
 SANDBOX_ARGS    ?=
 BENCH_ARGS      ?=
 
@@ -23,12 +26,12 @@ test: lint verify-generated test-unit test-integration
 
 ## test-unit: fast tests, no control plane
 test-unit:
-	$(GO) test ./apis/... ./pkg/... ./manifests/... ./examples/...
+	$(GO) test $(RACE) ./apis/... ./pkg/... ./manifests/... ./examples/...
 
 ## test-integration: the scheduler, controller, sandbox and a tiny run of the
 ## benchmark against a real kube-apiserver and etcd started in-process
 test-integration:
-	$(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
+	$(GO) test $(RACE) -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 ## lint: formatting and go vet
 lint:
