@@ -40,6 +40,8 @@ type flags struct {
 	out       string
 	logDir    string
 	verbosity int
+	// lockstepGates are feature gates for Lockstep's runs.
+	lockstepGates string
 }
 
 func parseFlags() (*flags, error) {
@@ -56,6 +58,7 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.stall, "stall", 20*time.Second, "end a run when, after every pod exists, nothing was bound or deleted for this long")
 	fs.StringVar(&f.out, "out", "bench.json", "JSON file to write")
 	fs.StringVar(&f.logDir, "log-dir", "", "directory for the control plane and scheduler logs (default: a new temporary directory)")
+	fs.StringVar(&f.lockstepGates, "lockstep-feature-gates", "", "kube-scheduler feature gates for Lockstep's runs instead of the lockstep-scheduler binary's defaults, e.g. NominatedNodeNameForExpectation=true (the other scheduler keeps kube-scheduler's defaults)")
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity of the control plane and schedulers (the log goes to a file)")
 
 	z := &f.sizes
@@ -163,6 +166,8 @@ func run() int {
 		Stall:       f.stall,
 		Dir:         dir,
 		Out:         os.Stdout,
+
+		LockstepFeatureGates: f.lockstepGates,
 	})
 	// What finished is worth keeping, also after a failure.
 	if rep != nil && len(rep.Comparisons) > 0 {

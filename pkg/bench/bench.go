@@ -115,6 +115,10 @@ type Options struct {
 	Dir string
 	// Out receives progress lines and the tables.
 	Out io.Writer
+	// LockstepFeatureGates are kube-scheduler feature gates for Lockstep's
+	// runs ("Name=false,..."), gang.FeatureGates when empty; the other
+	// schedulers run with those gates at kube-scheduler's defaults.
+	LockstepFeatureGates string
 }
 
 // Report is the whole benchmark, as written to JSON.

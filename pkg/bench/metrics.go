@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"math"
 	"slices"
 	"time"
@@ -59,6 +60,16 @@ type Metrics struct {
 	OrdinaryBound        int      `json:"ordinaryBound"`
 	OrdinaryLatencyP50Ms *float64 `json:"ordinaryLatencyP50Ms"`
 	OrdinaryLatencyP99Ms *float64 `json:"ordinaryLatencyP99Ms"`
+
+	// API writes the scheduler made during the run, through a counting
+	// proxy: bindings, pod status patches (conditions, nominated nodes),
+	// Events, and the sum per pod bound.
+	APIBinds          int64    `json:"apiBinds"`
+	APIPodStatus      int64    `json:"apiPodStatusWrites"`
+	APIEvents         int64    `json:"apiEvents"`
+	APIOtherWrites    int64    `json:"apiOtherWrites"`
+	APIWritesPerPod   *float64 `json:"apiWritesPerPodBound"`
+	PodStatusesPerPod *float64 `json:"podStatusWritesPerPodBound"`
 
 	// Ended says why the run stopped: EndAllBound, EndAllComplete,
 	// EndStalled or EndBudget.
@@ -197,4 +208,17 @@ func maximum(v []float64) *float64 {
 		return nil
 	}
 	return val(slices.Max(v))
+}
+
+// countAPI records the scheduler's API writes.
+func (m *Metrics) countAPI(counts map[string]int64) {
+	m.APIBinds = counts[controlplane.RequestBind]
+	m.APIPodStatus = counts[controlplane.RequestPodStatus]
+	m.APIEvents = counts[controlplane.RequestEvent]
+	m.APIOtherWrites = counts[controlplane.RequestOtherWrite]
+	if m.PodsBound > 0 {
+		writes := m.APIBinds + m.APIPodStatus + m.APIEvents + m.APIOtherWrites
+		m.APIWritesPerPod = val(float64(writes) / float64(m.PodsBound))
+		m.PodStatusesPerPod = val(float64(m.APIPodStatus) / float64(m.PodsBound))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,10 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/component-base/featuregate"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
+	"github.com/lockstep-sched/lockstep/pkg/gang"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
@@ -99,6 +103,11 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	}
 
 	cr := &creator{c: r.c, objs: s.objects(ns, sched.PodSchedulerName), workers: r.opts.Workers}
+	counter := controlplane.NewRequestCounter()
+	schedOpts := []controlplane.SchedulerOption{controlplane.CountRequests(counter)}
+	if gates := r.featureGates(sched); gates != "" {
+		schedOpts = append(schedOpts, controlplane.WithFeatureGates(gates))
+	}
 	var origin time.Time
 	switch mode {
 	case Precreated:
@@ -109,11 +118,11 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 			return m, err
 		}
 		origin = time.Now()
-		if sch, err = r.cp.StartScheduler(runCtx, sched.Config); err != nil {
+		if sch, err = r.cp.StartScheduler(runCtx, sched.Config, schedOpts...); err != nil {
 			return m, fmt.Errorf("starting the scheduler: %w", err)
 		}
 	case Arriving:
-		if sch, err = r.cp.StartScheduler(runCtx, sched.Config); err != nil {
+		if sch, err = r.cp.StartScheduler(runCtx, sched.Config, schedOpts...); err != nil {
 			return m, fmt.Errorf("starting the scheduler: %w", err)
 		}
 		if err := sandbox.ProbeScheduler(runCtx, r.c.Kube, probeNamespace, sched.PodSchedulerName, nodes[0].Name); err != nil {
@@ -134,6 +143,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	}
 	// The run's duration is the scheduler's, without the kubelet's wait.
 	endedAt := time.Now()
+	apiCounts := counter.Counts()
 	if s.Topology {
 		if err := waitRunning(runCtx, rec); err != nil {
 			return m, err
@@ -145,9 +155,33 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 		run.Nodes = append(run.Nodes, report.Node{Name: n.Name, Rack: n.Rack, Zone: n.Zone, CPUs: n.CPUs, Memory: n.Memory.Value()})
 	}
 	m = measure(run, origin)
+	m.countAPI(apiCounts)
 	m.Ended, m.DurationSeconds = ended, endedAt.Sub(origin).Seconds()
 	logger.Info("Run ended", "ended", ended, "podsBound", m.PodsBound, "gangsComplete", m.GangsComplete, "gangsPartial", m.GangsPartial)
 	return m, nil
+}
+
+// featureGates are the gates for a scheduler's run: Lockstep's own (the
+// lockstep-scheduler binary's defaults unless the bench was told others),
+// and for the other schedulers the same gates at kube-scheduler's defaults
+// (gates are global to the process).
+func (r *runner) featureGates(sched Scheduler) string {
+	lockstep := r.opts.LockstepFeatureGates
+	if lockstep == "" {
+		lockstep = gang.FeatureGatesFlag()
+	}
+	if sched.Name == Lockstep.Name {
+		return lockstep
+	}
+	all := utilfeature.DefaultMutableFeatureGate.GetAll()
+	var out []string
+	for _, kv := range strings.Split(lockstep, ",") {
+		name, _, _ := strings.Cut(kv, "=")
+		if spec, ok := all[featuregate.Feature(name)]; ok {
+			out = append(out, fmt.Sprintf("%s=%t", name, spec.Default))
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // createNodes creates the nodes, and with topology their

@@ -62,6 +62,8 @@ var rows = []row{
 	{"racks per gang (max)", "racksPerGangMax", count, func(m *Metrics) *float64 { return m.RacksPerGangMax }},
 	{"NUMA zones per pod (mean)", "numaZonesPerPodMean", average, func(m *Metrics) *float64 { return m.NUMAZonesPerPod }},
 	{"pods across NUMA zones", "podsAcrossNUMAZones", count, func(m *Metrics) *float64 { return m.PodsAcrossNUMAZones }},
+	{"API writes per pod bound", "apiWritesPerPodBound", average, func(m *Metrics) *float64 { return m.APIWritesPerPod }},
+	{"pod status writes per pod bound", "podStatusWritesPerPodBound", average, func(m *Metrics) *float64 { return m.PodStatusesPerPod }},
 	{"ordinary pods bound", "ordinaryBound", count, func(m *Metrics) *float64 { return num(m.OrdinaryBound) }},
 	{"ordinary pod latency p50", "ordinaryLatencyP50Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP50Ms }},
 	{"ordinary pod latency p99", "ordinaryLatencyP99Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP99Ms }},
