@@ -4,8 +4,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
 	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric
@@ -15,6 +17,12 @@ import (
 )
 
 func main() {
+	// Lockstep's gate defaults go in before the flags are parsed, so an
+	// admin's --feature-gates still wins.
+	if err := gang.SetFeatureDefaults(utilfeature.DefaultMutableFeatureGate); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	cmd := app.NewSchedulerCommand(app.WithPlugin(gang.Name, gang.NewFactory()))
 	os.Exit(cli.Run(cmd))
 }

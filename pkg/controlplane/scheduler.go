@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/configz"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
-	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"sigs.k8s.io/yaml"
 
 	"github.com/lockstep-sched/lockstep/pkg/gang"
@@ -22,42 +23,69 @@ type Scheduler struct {
 	done   chan error
 }
 
+// SchedulerOption changes how StartScheduler runs a scheduler.
+type SchedulerOption func(*schedulerOptions)
+
+type schedulerOptions struct {
+	counter      *RequestCounter
+	featureGates string
+}
+
+// CountRequests sends the scheduler's API requests through a proxy that
+// counts them.
+func CountRequests(c *RequestCounter) SchedulerOption {
+	return func(o *schedulerOptions) { o.counter = c }
+}
+
+// WithFeatureGates sets kube-scheduler feature gates ("Name=true,...")
+// instead of Lockstep's defaults (gang.FeatureGates), as the
+// lockstep-scheduler binary does. The gates are global to the process: a
+// caller that starts other schedulers in it sets the gates for each.
+func WithFeatureGates(gates string) SchedulerOption {
+	return func(o *schedulerOptions) { o.featureGates = gates }
+}
+
 // StartScheduler runs a scheduler against the control plane with the given
 // KubeSchedulerConfiguration (YAML). Its client connection is pointed at the
 // control plane and leader election is turned off; everything else is as
 // given, so tests run the configuration that ships.
-func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (*Scheduler, error) {
+func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
+	var so schedulerOptions
+	for _, o := range options {
+		o(&so)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
 	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
 	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
 		return nil, err
 	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
-		return nil, fmt.Errorf("decoding scheduler config: %w", err)
+	if so.counter != nil {
+		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
+		if err := cp.countingProxy(runCtx, so.counter, kubeconfig); err != nil {
+			return nil, err
+		}
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 10000}
-	cfg["leaderElection"] = map[string]any{"leaderElect": false}
-	out, err := yaml.Marshal(cfg)
+	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(cp.Dir, "scheduler-config-*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(out); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.Close()
-
-	opts := options.NewOptions()
+	opts := schedoptions.NewOptions()
 	fs := pflag.NewFlagSet("lockstep-scheduler", pflag.ContinueOnError)
 	for _, set := range opts.Flags.FlagSets {
 		fs.AddFlagSet(set)
 	}
 	// No serving port: tests and the sandbox talk to the apiserver only.
-	if err := fs.Parse([]string{"--config=" + f.Name(), "--secure-port=0"}); err != nil {
+	gates := gang.FeatureGatesFlag()
+	if so.featureGates != "" {
+		gates = so.featureGates
+	}
+	args := []string{"--config=" + configFile, "--secure-port=0", "--feature-gates=" + gates}
+	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
@@ -65,15 +93,37 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (
 	}
 	// A previous scheduler in this process registered its configz section.
 	configz.Delete("componentconfig")
-	runCtx, cancel := context.WithCancel(ctx)
 	cc, sched, err := app.Setup(runCtx, opts, app.WithPlugin(gang.Name, gang.NewFactory()))
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("setting up scheduler: %w", err)
 	}
 	s := &Scheduler{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(runCtx, cc, sched) }()
 	return s, nil
+}
+
+// writeSchedulerConfig writes the configuration with its client connection
+// pointed at kubeconfig and leader election off.
+func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string) (string, error) {
+	var cfg map[string]any
+	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
+		return "", fmt.Errorf("decoding scheduler config: %w", err)
+	}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 10000}
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(cp.Dir, "scheduler-config-*.yaml")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(out); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // Stop stops the scheduler and waits for it to return.

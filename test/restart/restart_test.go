@@ -228,6 +228,12 @@ func runKillPoint(t *testing.T, kp killPoint) {
 		}
 	}
 
+	// The binary runs with NominatedNodeNameForExpectation off
+	// (gang.FeatureGates): no member waiting at Permit was nominated.
+	if n := e.nominated(); n > 0 {
+		t.Errorf("%d pods carry a nominatedNodeName: the scheduler ran with NominatedNodeNameForExpectation on", n)
+	}
+
 	// The second scheduler is still up and did not report a panic.
 	select {
 	case <-second.exited:
@@ -413,6 +419,22 @@ func (e *env) boundPods() map[string]string {
 		}
 	}
 	return out
+}
+
+// nominated counts the pods with a nominated node.
+func (e *env) nominated() int {
+	e.t.Helper()
+	list, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatalf("listing pods: %v", err)
+	}
+	n := 0
+	for _, p := range list.Items {
+		if p.Status.NominatedNodeName != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // checkNodes checks that every pod is bound to one of the test's nodes, that
