@@ -12,8 +12,12 @@ INTEGRATION_TIMEOUT ?= 30m
 RACE            ?= -race
 SANDBOX_ARGS    ?=
 BENCH_ARGS      ?=
+# scheduler-plugins' kube-scheduler with Coscheduling, the peer make bench
+# measures Lockstep against; built from its own module (hack/coscheduling)
+# so that its Kubernetes version never touches ours.
+COSCHEDULING_BIN ?= $(BIN)/coscheduling-scheduler
 
-.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox bench
+.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox bench coscheduling
 
 all: build
 
@@ -61,13 +65,21 @@ verify-generated: generate manifests
 sandbox:
 	$(GO) run ./cmd/lockstep-sandbox $(SANDBOX_ARGS)
 
-## bench: Lockstep against the default kube-scheduler on the same workloads
-## and embedded control plane; tables on stdout, every figure in bench.json.
-## Takes minutes on two cores; e.g.
+## bench: Lockstep against the default kube-scheduler and scheduler-plugins'
+## Coscheduling on the same workloads and embedded control plane; tables on
+## stdout, every figure in bench.json. Takes minutes on two cores (the first
+## build of Coscheduling's Kubernetes tree takes about ten more); e.g.
 ## make bench BENCH_ARGS="--scenarios competing --modes pre --out /tmp/b.json"
-## (make test runs it at a tiny scale: test/bench)
-bench:
-	$(GO) run ./cmd/lockstep-bench $(BENCH_ARGS)
+## (make test runs it at a tiny scale, without Coscheduling: test/bench)
+## Every scheduler runs as a child process of its own, as it would on a
+## cluster, so that none shares the embedded apiserver's process.
+bench: coscheduling
+	$(GO) build -o $(BIN)/lockstep-scheduler ./cmd/lockstep-scheduler
+	$(GO) run ./cmd/lockstep-bench --scheduler-binary $(BIN)/lockstep-scheduler --coscheduling-binary $(COSCHEDULING_BIN) $(BENCH_ARGS)
+
+## coscheduling: build scheduler-plugins' scheduler for make bench
+coscheduling:
+	cd hack/coscheduling && $(GO) build -o $(abspath $(COSCHEDULING_BIN)) sigs.k8s.io/scheduler-plugins/cmd/scheduler
 
 ## image: container images (needs a Docker engine)
 image:

@@ -42,6 +42,10 @@ type flags struct {
 	verbosity int
 	// lockstepGates are feature gates for Lockstep's runs.
 	lockstepGates string
+	// coscheduling is scheduler-plugins' scheduler binary.
+	coscheduling string
+	// schedulerBin is the lockstep-scheduler binary.
+	schedulerBin string
 }
 
 func parseFlags() (*flags, error) {
@@ -58,6 +62,8 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.stall, "stall", 20*time.Second, "end a run when, after every pod exists, nothing was bound or deleted for this long")
 	fs.StringVar(&f.out, "out", "bench.json", "JSON file to write")
 	fs.StringVar(&f.logDir, "log-dir", "", "directory for the control plane and scheduler logs (default: a new temporary directory)")
+	fs.StringVar(&f.schedulerBin, "scheduler-binary", "", "the lockstep-scheduler binary: run Lockstep and the default scheduler as child processes, as Coscheduling is, instead of in this process")
+	fs.StringVar(&f.coscheduling, "coscheduling-binary", "", "scheduler-plugins' kube-scheduler binary (make bench builds it from hack/coscheduling); adds a Coscheduling column")
 	fs.StringVar(&f.lockstepGates, "lockstep-feature-gates", "", "kube-scheduler feature gates for Lockstep's runs instead of the lockstep-scheduler binary's defaults, e.g. NominatedNodeNameForExpectation=true (the other scheduler keeps kube-scheduler's defaults)")
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity of the control plane and schedulers (the log goes to a file)")
 
@@ -168,6 +174,8 @@ func run() int {
 		Out:         os.Stdout,
 
 		LockstepFeatureGates: f.lockstepGates,
+		CoschedulingBinary:   f.coscheduling,
+		SchedulerBinary:      f.schedulerBin,
 	})
 	// What finished is worth keeping, also after a failure.
 	if rep != nil && len(rep.Comparisons) > 0 {

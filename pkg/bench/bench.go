@@ -39,6 +39,10 @@ type Scheduler struct {
 	PodSchedulerName string
 	// Config is the KubeSchedulerConfiguration (YAML).
 	Config []byte
+	// Binary, when set, is a scheduler of another build run as a child
+	// process; otherwise the scheduler runs in this process with the
+	// Lockstep plugin registered.
+	Binary string
 }
 
 // DefaultSchedulerConfig has the default profile only.
@@ -48,10 +52,33 @@ profiles:
 - schedulerName: default-scheduler
 `)
 
-// The two schedulers, in the order they run.
+// CoschedulingSchedulerConfig is scheduler-plugins' Coscheduling as its
+// documentation configures it, with Lockstep's default gang timeout.
+var CoschedulingSchedulerConfig = []byte(`apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: coscheduling
+  plugins:
+    multiPoint:
+      enabled:
+      - name: Coscheduling
+    queueSort:
+      enabled:
+      - name: Coscheduling
+      disabled:
+      - name: "*"
+  pluginConfig:
+  - name: Coscheduling
+    args:
+      permitWaitingTimeSeconds: 60
+`)
+
+// The schedulers, in the order they run. Coscheduling runs when the bench
+// is given its binary (make bench builds it from hack/coscheduling).
 var (
-	Lockstep = Scheduler{Name: "lockstep", PodSchedulerName: "lockstep", Config: manifests.SchedulerConfig}
-	Default  = Scheduler{Name: "default", PodSchedulerName: v1.DefaultSchedulerName, Config: DefaultSchedulerConfig}
+	Lockstep     = Scheduler{Name: "lockstep", PodSchedulerName: "lockstep", Config: manifests.SchedulerConfig}
+	Default      = Scheduler{Name: "default", PodSchedulerName: v1.DefaultSchedulerName, Config: DefaultSchedulerConfig}
+	Coscheduling = Scheduler{Name: "coscheduling", PodSchedulerName: "coscheduling", Config: CoschedulingSchedulerConfig}
 )
 
 // Mode is how the pods reach the API server.
@@ -115,6 +142,13 @@ type Options struct {
 	Dir string
 	// Out receives progress lines and the tables.
 	Out io.Writer
+	// SchedulerBinary, when set, is the lockstep-scheduler binary, run as a
+	// child process for Lockstep's and the default scheduler's runs, as
+	// Coscheduling's is; otherwise they run in this process.
+	SchedulerBinary string
+	// CoschedulingBinary is scheduler-plugins' kube-scheduler; the
+	// comparison gets a Coscheduling column when it is set.
+	CoschedulingBinary string
 	// LockstepFeatureGates are kube-scheduler feature gates for Lockstep's
 	// runs ("Name=false,..."), gang.FeatureGates when empty; the other
 	// schedulers run with those gates at kube-scheduler's defaults.
@@ -193,7 +227,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			if mode == Arriving {
 				cmp.ArrivalRate = opts.ArrivalRate
 			}
-			for _, sched := range []Scheduler{Lockstep, Default} {
+			lockstep, def := Lockstep, Default
+			lockstep.Binary, def.Binary = opts.SchedulerBinary, opts.SchedulerBinary
+			scheds := []Scheduler{lockstep, def}
+			if opts.CoschedulingBinary != "" {
+				cos := Coscheduling
+				cos.Binary = opts.CoschedulingBinary
+				scheds = append(scheds, cos)
+			}
+			for _, sched := range scheds {
 				fmt.Fprintf(opts.Out, "%s, %s: %s scheduler on %d nodes, %d pods...\n", s.Name, mode.Title(), sched.Name, s.Cluster.Nodes, s.Pods())
 				m, err := r.run(ctx, s, mode, sched)
 				if err != nil {
@@ -201,10 +243,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				}
 				fmt.Fprintf(opts.Out, "  %d of %d pods bound, %d of %d gangs complete, %d partial (%s after %.1fs)\n",
 					m.PodsBound, m.Pods, m.GangsComplete, m.Gangs, m.GangsPartial, m.Ended, m.DurationSeconds)
-				if sched.Name == Lockstep.Name {
+				switch sched.Name {
+				case Lockstep.Name:
 					cmp.Lockstep = m
-				} else {
+				case Default.Name:
 					cmp.Default = m
+				default:
+					cmp.Coscheduling = &m
 				}
 			}
 			cmp.computeRatios()

@@ -118,11 +118,11 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 			return m, err
 		}
 		origin = time.Now()
-		if sch, err = r.cp.StartScheduler(runCtx, sched.Config, schedOpts...); err != nil {
+		if sch, err = r.start(runCtx, sched, schedOpts); err != nil {
 			return m, fmt.Errorf("starting the scheduler: %w", err)
 		}
 	case Arriving:
-		if sch, err = r.cp.StartScheduler(runCtx, sched.Config, schedOpts...); err != nil {
+		if sch, err = r.start(runCtx, sched, schedOpts); err != nil {
 			return m, fmt.Errorf("starting the scheduler: %w", err)
 		}
 		if err := sandbox.ProbeScheduler(runCtx, r.c.Kube, probeNamespace, sched.PodSchedulerName, nodes[0].Name); err != nil {
@@ -161,6 +161,14 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	return m, nil
 }
 
+// start runs a scheduler: in this process, or its binary as a child.
+func (r *runner) start(ctx context.Context, sched Scheduler, opts []controlplane.SchedulerOption) (*controlplane.Scheduler, error) {
+	if sched.Binary != "" {
+		return r.cp.StartSchedulerProcess(ctx, sched.Binary, sched.Config, opts...)
+	}
+	return r.cp.StartScheduler(ctx, sched.Config, opts...)
+}
+
 // featureGates are the gates for a scheduler's run: Lockstep's own (the
 // lockstep-scheduler binary's defaults unless the bench was told others),
 // and for the other schedulers the same gates at kube-scheduler's defaults
@@ -170,8 +178,12 @@ func (r *runner) featureGates(sched Scheduler) string {
 	if lockstep == "" {
 		lockstep = gang.FeatureGatesFlag()
 	}
-	if sched.Name == Lockstep.Name {
+	switch sched.Name {
+	case Lockstep.Name:
 		return lockstep
+	case Coscheduling.Name:
+		// Another build: its own defaults; it may not know our gates.
+		return ""
 	}
 	all := utilfeature.DefaultMutableFeatureGate.GetAll()
 	var out []string

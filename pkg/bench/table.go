@@ -16,9 +16,14 @@ type Comparison struct {
 	ArrivalRate float64 `json:"arrivalRatePodsPerSecond,omitempty"`
 	Lockstep    Metrics `json:"lockstep"`
 	Default     Metrics `json:"default"`
+	// Coscheduling is scheduler-plugins' Coscheduling, when the bench was
+	// given its binary.
+	Coscheduling *Metrics `json:"coscheduling,omitempty"`
 	// Ratios are lockstep / default by metric name, where both are
 	// defined and the default's is not zero.
 	Ratios map[string]float64 `json:"ratios"`
+	// RatiosCoscheduling are lockstep / coscheduling, likewise.
+	RatiosCoscheduling map[string]float64 `json:"ratiosVsCoscheduling,omitempty"`
 }
 
 type kind int
@@ -81,12 +86,30 @@ func (c *Comparison) shown(r row) bool {
 	return true
 }
 
+// sides are the schedulers of the comparison, in column order.
+func (c *Comparison) sides() (names []string, metrics []*Metrics) {
+	names, metrics = []string{"lockstep", "default"}, []*Metrics{&c.Lockstep, &c.Default}
+	if c.Coscheduling != nil {
+		names, metrics = append(names, "coscheduling"), append(metrics, c.Coscheduling)
+	}
+	return names, metrics
+}
+
 // computeRatios fills Ratios.
 func (c *Comparison) computeRatios() {
 	c.Ratios = map[string]float64{}
 	for _, r := range rows {
 		if v, ok := ratio(r.get(&c.Lockstep), r.get(&c.Default)); ok {
 			c.Ratios[r.key] = v
+		}
+	}
+	if c.Coscheduling == nil {
+		return
+	}
+	c.RatiosCoscheduling = map[string]float64{}
+	for _, r := range rows {
+		if v, ok := ratio(r.get(&c.Lockstep), r.get(c.Coscheduling)); ok {
+			c.RatiosCoscheduling[r.key] = v
 		}
 	}
 }
@@ -99,25 +122,39 @@ func ratio(l, d *float64) (float64, bool) {
 }
 
 // WriteTable prints the comparison: metric | lockstep | default | ratio,
-// names left-aligned and figures right-aligned.
+// with a coscheduling column and a second ratio when it ran; names
+// left-aligned and figures right-aligned.
 func (c *Comparison) WriteTable(w io.Writer) error {
 	title := fmt.Sprintf("== %s, %s", c.Scenario, c.Mode.Title())
 	if c.Mode == Arriving {
 		title += fmt.Sprintf(" at %g pods/s", c.ArrivalRate)
 	}
-	lines := [][]string{{"metric", "lockstep", "default", "ratio"}}
+	names, sides := c.sides()
+	header := append([]string{"metric"}, names...)
+	if c.Coscheduling == nil {
+		header = append(header, "ratio")
+	} else {
+		header = append(header, "/default", "/cosched")
+	}
+	lines := [][]string{header}
 	for _, r := range rows {
 		if !c.shown(r) {
 			continue
 		}
-		l, d := r.get(&c.Lockstep), r.get(&c.Default)
-		rs := "-"
-		if v, ok := ratio(l, d); ok {
-			rs = formatRatio(v)
+		line := []string{r.label}
+		for _, m := range sides {
+			line = append(line, format(r.kind, r.get(m)))
 		}
-		lines = append(lines, []string{r.label, format(r.kind, l), format(r.kind, d), rs})
+		for _, other := range sides[1:] {
+			rs := "-"
+			if v, ok := ratio(r.get(&c.Lockstep), r.get(other)); ok {
+				rs = formatRatio(v)
+			}
+			line = append(line, rs)
+		}
+		lines = append(lines, line)
 	}
-	width := make([]int, 4)
+	width := make([]int, len(header))
 	for _, l := range lines {
 		for i, cell := range l {
 			width[i] = max(width[i], len(cell))
@@ -126,10 +163,26 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s ==\n%s\ncluster: %s\n", title, c.Description, c.Cluster)
 	for _, l := range lines {
-		fmt.Fprintf(&b, "%-*s  %*s  %*s  %*s\n", width[0], l[0], width[1], l[1], width[2], l[2], width[3], l[3])
+		for i, cell := range l {
+			switch {
+			case i == 0:
+				fmt.Fprintf(&b, "%-*s", width[i], cell)
+			default:
+				fmt.Fprintf(&b, "  %*s", width[i], cell)
+			}
+		}
+		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "run ended: lockstep %s; default %s\n", ended(c.Lockstep), ended(c.Default))
-	b.WriteString("ratio = lockstep / default\n\n")
+	var endings []string
+	for i, m := range sides {
+		endings = append(endings, names[i]+" "+ended(*m))
+	}
+	fmt.Fprintf(&b, "run ended: %s\n", strings.Join(endings, "; "))
+	if c.Coscheduling == nil {
+		b.WriteString("ratio = lockstep / default\n\n")
+	} else {
+		b.WriteString("/default = lockstep / default; /cosched = lockstep / coscheduling\n\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -130,4 +131,59 @@ func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig strin
 func (s *Scheduler) Stop() {
 	s.cancel()
 	<-s.done
+}
+
+// StartSchedulerProcess runs a scheduler binary of another build (a peer
+// Lockstep is measured against) as a child process, configured like
+// StartScheduler's schedulers. Its output goes to a log file in the control
+// plane's directory. Stop kills it.
+func (cp *ControlPlane) StartSchedulerProcess(ctx context.Context, binary string, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
+	var so schedulerOptions
+	for _, o := range options {
+		o(&so)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+		return nil, err
+	}
+	if so.counter != nil {
+		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
+		if err := cp.countingProxy(runCtx, so.counter, kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--config=" + configFile, "--secure-port=0"}
+	if so.featureGates != "" {
+		args = append(args, "--feature-gates="+so.featureGates)
+	}
+	logFile, err := os.Create(filepath.Join(cp.Dir, filepath.Base(binary)+fmt.Sprintf("-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(runCtx, binary, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", binary, err)
+	}
+	s := &Scheduler{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		if runCtx.Err() != nil {
+			err = nil // killed by Stop
+		}
+		s.done <- err
+	}()
+	return s, nil
 }
