@@ -46,6 +46,7 @@ func TestDecodeGangArgsRejectsNonsense(t *testing.T) {
 		// deadline must come first.
 		{`{"defaultScheduleTimeoutSeconds": 900}`, "must be between 1 and 840 seconds"},
 		{`{"podGroupSyncTimeoutSeconds": -1}`, "args.podGroupSyncTimeoutSeconds"},
+		{`{"bindBudget": -1}`, "args.bindBudget: Invalid value: -1: must be between 0 (no pacing) and 100000"},
 		{`{"scheduleTimeoutSeconds": 10}`, `unknown field "scheduleTimeoutSeconds"`},
 		{`{"headReservation": "yes"}`, "cannot unmarshal string"},
 		{`[1,2]`, "cannot unmarshal array"},

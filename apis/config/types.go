@@ -27,6 +27,14 @@ type GangArgs struct {
 	// annotations.
 	TopologyLevels []string `json:"topologyLevels,omitempty"`
 
+	// BindBudget bounds how many released gang members may be binding at
+	// once. A gang whose quorum is placed waits at Permit, in order, until
+	// the members released before it are bound down to the budget, so that
+	// the apiserver binds each gang's members together instead of
+	// interleaving hundreds of gangs. A gang larger than the budget goes
+	// when nothing else is binding. 0 turns pacing off.
+	BindBudget *int32 `json:"bindBudget,omitempty"`
+
 	// PodGroupSyncTimeoutSeconds bounds how long the plugin waits at start-up
 	// for its PodGroup informer to sync before it starts anyway and reports
 	// the failure (the CRD may not be installed).

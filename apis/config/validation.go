@@ -12,6 +12,9 @@ import (
 // own deadline must come first (podgroup.MaxTimeout).
 const maxScheduleTimeoutSeconds = 14 * 60
 
+// maxBindBudget is far above what any apiserver binds at once.
+const maxBindBudget = 100000
+
 // maxSyncTimeoutSeconds bounds the start-up wait for the PodGroup informer.
 const maxSyncTimeoutSeconds = 24 * 60 * 60
 
@@ -29,6 +32,12 @@ func ValidateGangArgs(path *field.Path, args *GangArgs) error {
 	}
 	checkSeconds("defaultScheduleTimeoutSeconds", args.DefaultScheduleTimeoutSeconds, maxScheduleTimeoutSeconds)
 	checkSeconds("podGroupSyncTimeoutSeconds", args.PodGroupSyncTimeoutSeconds, maxSyncTimeoutSeconds)
+	switch b := args.BindBudget; {
+	case b == nil:
+		errs = append(errs, field.Required(path.Child("bindBudget"), "must be set"))
+	case *b < 0 || *b > maxBindBudget:
+		errs = append(errs, field.Invalid(path.Child("bindBudget"), *b, fmt.Sprintf("must be between 0 (no pacing) and %d", maxBindBudget)))
+	}
 	seen := map[string]bool{}
 	for i, level := range args.TopologyLevels {
 		p := path.Child("topologyLevels").Index(i)

@@ -27,6 +27,11 @@ func (in *GangArgs) DeepCopyInto(out *GangArgs) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.BindBudget != nil {
+		in, out := &in.BindBudget, &out.BindBudget
+		*out = new(int32)
+		**out = **in
+	}
 	if in.PodGroupSyncTimeoutSeconds != nil {
 		in, out := &in.PodGroupSyncTimeoutSeconds, &out.PodGroupSyncTimeoutSeconds
 		*out = new(int32)

@@ -17,6 +17,11 @@ import (
 // object: every scheduling attempt of every member would otherwise emit one.
 const eventRepeat = 30 * time.Second
 
+// progressRepeat is how often a progress Event whose message changes with
+// every arrival ("3/8 members exist") is recorded for the same object: a
+// gang's members arriving together would otherwise write one Event each.
+const progressRepeat = 5 * time.Second
+
 // eventer records Events on PodGroups and pods, dropping repeats of the same
 // message within eventRepeat. It records core/v1 Events: the events.k8s.io
 // recorder folds Events of the same subject and reason into a series that
@@ -41,10 +46,16 @@ func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.Cloc
 }
 
 func (e *eventer) fresh(key, msg string) bool {
+	return e.freshEvery(key, msg, 0)
+}
+
+// freshEvery is fresh, and also false for any message within every of the
+// last one recorded under key.
+func (e *eventer) freshEvery(key, msg string, every time.Duration) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clock.Now()
-	if s, ok := e.last[key]; ok && s.msg == msg && now.Sub(s.at) < eventRepeat {
+	if s, ok := e.last[key]; ok && (s.msg == msg && now.Sub(s.at) < eventRepeat || now.Sub(s.at) < every) {
 		return false
 	}
 	if len(e.last) > 10000 {
@@ -67,6 +78,15 @@ func (e *eventer) podGroup(namespace, name string, eventType, reason, msg string
 // podGroupObj records an Event on a PodGroup.
 func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
 	if e.recorder == nil || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
+		return
+	}
+	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)
+}
+
+// podGroupProgress records a progress Event on a PodGroup at most every
+// progressRepeat, whatever its message.
+func (e *eventer) podGroupProgress(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
+	if e.recorder == nil || !e.freshEvery("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg, progressRepeat) {
 		return
 	}
 	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)

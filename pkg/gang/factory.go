@@ -128,6 +128,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 		Schedulers:     sets.New(h.ProfileName()),
 		DefaultTimeout: time.Duration(*args.DefaultScheduleTimeoutSeconds) * time.Second,
 		HeadEnabled:    *args.HeadReservation,
+		BindBudget:     int(*args.BindBudget),
 		Levels:         args.TopologyLevels,
 		Placement: placement.Options{
 			EnableTaintComparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
@@ -273,6 +274,6 @@ func (s *shared) membersMissing(logger klog.Logger, pg *v1alpha1.PodGroup) strin
 	if m.Gated > 0 {
 		msg += fmt.Sprintf(" (%d more scheduling-gated)", m.Gated)
 	}
-	s.events.podGroupObj(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
+	s.events.podGroupProgress(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
 	return msg
 }

@@ -65,6 +65,8 @@ type Config struct {
 	Levels         []string
 	Placement      placement.Options
 	Zones          Zones
+	// BindBudget bounds the released members binding at once; 0: no bound.
+	BindBudget int
 	// Apply carries out the effects of transitions that timers start.
 	Apply func(Effects)
 	// Logger logs transitions.
@@ -84,6 +86,8 @@ type Cache struct {
 	// failed planning attempts are not reused across such changes.
 	epoch  uint64
 	planID uint64
+	// ready lists, in order, gangs waiting for the bind budget.
+	ready []string
 }
 
 // New returns an empty cache.
@@ -243,11 +247,12 @@ func (c *Cache) dropPlanLocked(g *gang, reason string, eff *Effects) {
 	if g.plan.timer != nil {
 		g.plan.timer.Stop()
 	}
-	g.plan = nil
+	g.plan, g.ready = nil, false
 	if g.phase == Planned {
 		g.phase = Waiting
 	}
 	c.releaseLocked(eff)
+	c.releaseReadyLocked(eff)
 }
 
 // releaseLocked wakes the pods that room held in memory kept out: the

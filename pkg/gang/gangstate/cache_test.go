@@ -212,3 +212,76 @@ func TestTransitions(t *testing.T) {
 		}
 	})
 }
+
+// A gang whose quorum is assumed waits in line while earlier gangs' members
+// are binding beyond the budget, and goes as they bind; at its deadline it
+// goes anyway.
+func TestBindPacing(t *testing.T) {
+	t.Run("in line", func(t *testing.T) { testBindPacing(t, false) })
+	t.Run("deadline", func(t *testing.T) { testBindPacing(t, true) })
+}
+
+func testBindPacing(t *testing.T, deadline bool) {
+	f, a := newFixture(t, 2, 2, 4)
+	f.c.cfg.BindBudget = 2
+	pgB := f.pg.DeepCopy()
+	pgB.Name, pgB.UID = "h", "pg-h"
+	var b []*v1.Pod
+	for i := range 2 {
+		p := st.MakePod().Name(fmt.Sprintf("h-%d", i)).Namespace("ns").UID(fmt.Sprintf("h-%d", i)).SchedulerName("lockstep").
+			Label(podgroup.Label, "h").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
+		_ = f.pods.Add(p)
+		b = append(b, p)
+	}
+	placeIn := func(pg *v1alpha1.PodGroup, p *v1.Pod) (PermitDecision, Effects) {
+		v, _ := f.c.PreFilter(p, pg, f.nodes)
+		if v.Node == "" {
+			t.Fatalf("%s: %+v", p.Name, v)
+		}
+		f.c.Reserve(p, v.Node)
+		return f.c.Permit(p, pg)
+	}
+	placeIn(f.pg, a[0])
+	if d, _ := placeIn(f.pg, a[1]); !d.Allow {
+		t.Fatalf("first gang: %+v", d)
+	}
+	placeIn(pgB, b[0])
+	d, eff := placeIn(pgB, b[1])
+	if d.Allow || d.Wait == 0 || len(eff.Allow) != 0 || f.c.Phase("ns/h") != Planned {
+		t.Fatalf("second gang must wait for the first one's bindings: %+v %+v, phase %s", d, eff.Allow, f.c.Phase("ns/h"))
+	}
+	if deadline {
+		// At its deadline a gang in line goes rather than being dropped.
+		f.clock.Step(time.Minute)
+		for {
+			select {
+			case eff := <-f.applied:
+				if len(eff.Allow) == 2 && f.c.Phase("ns/h") == Binding {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the gang in line was not released at its deadline; phase %s", f.c.Phase("ns/h"))
+			}
+		}
+	}
+	bind := func(p *v1.Pod) Effects {
+		bound := p.DeepCopy()
+		bound.Spec.NodeName = "n0"
+		_ = f.pods.Update(bound)
+		return f.c.PodBound(bound)
+	}
+	if eff := bind(a[0]); len(eff.Allow) != 0 {
+		t.Fatalf("1 binding + 2 members exceed the budget of 2, yet allowed %v", eff.Allow)
+	}
+	if eff := bind(a[1]); len(eff.Allow) != 2 || f.c.Phase("ns/h") != Binding {
+		t.Fatalf("the first gang bound leaves room for the second: allowed %v, phase %s", eff.Allow, f.c.Phase("ns/h"))
+	}
+
+	g, c := newFixture(t, 2, 2, 4)
+	g.c.cfg.BindBudget = 1
+	g.place(t, c[0])
+	g.place(t, c[1]) // 2 members > budget 1, nothing else binding: goes
+	if g.c.Phase("ns/g") != Binding {
+		t.Fatalf("a gang larger than the budget goes when nothing else binds: %s", g.c.Phase("ns/g"))
+	}
+}

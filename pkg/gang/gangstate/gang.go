@@ -94,6 +94,10 @@ type gang struct {
 	// refused it although a plan chose them, until when to avoid them.
 	avoid map[types.UID]map[string]time.Time
 
+	// ready is set while the gang's quorum is assumed and it waits in line
+	// for the bind budget (pacing.go).
+	ready bool
+
 	// blocked is set while the gang waits for room; blocked gangs compete
 	// to be the head of the queue.
 	blocked   bool

@@ -109,6 +109,7 @@ func (c *Cache) PodBound(pod *v1.Pod) Effects {
 		s.state = slotBound
 	}
 	c.bindingDoneLocked(g, &eff)
+	c.releaseReadyLocked(&eff)
 	return eff
 }
 
@@ -136,6 +137,7 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 		delete(g.plan.slots, pod.UID)
 		c.releaseLocked(&eff)
 		c.bindingDoneLocked(g, &eff)
+		c.releaseReadyLocked(&eff)
 	}
 	return eff
 }

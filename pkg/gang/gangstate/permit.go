@@ -65,6 +65,7 @@ func (c *Cache) Unreserve(pod *v1.Pod) Effects {
 			return eff
 		}
 		s.state = slotPlanned
+		c.releaseReadyLocked(&eff)
 		c.cfg.Logger.V(2).Info("Released gang member failed to bind; holding its place", "gang", key, "pod", pod.Name, "node", s.node)
 		eff.onPodGroup(g.pg, v1.EventTypeWarning, "BindRetry", fmt.Sprintf(
 			"member %s failed to bind to %s after the gang was released; its place is held and it is retried until %s",
@@ -111,6 +112,11 @@ func (c *Cache) Permit(pod *v1.Pod, pg *v1alpha1.PodGroup) (PermitDecision, Effe
 	cen := c.censusLocked(g)
 	if g.phase == Binding || cen.scheduled >= g.minMember() {
 		if g.phase == Planned {
+			if !c.mayReleaseLocked(g) {
+				c.holdLocked(g)
+				return PermitDecision{Wait: g.plan.deadline.Sub(c.cfg.Clock.Now()) + PermitGrace,
+					Reason: "quorum placed; waiting for earlier gangs' bindings"}, eff
+			}
 			c.releaseGangLocked(g, pod.UID, &eff)
 		}
 		return PermitDecision{Allow: true}, eff
@@ -143,7 +149,7 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 			eff.Allow = append(eff.Allow, uid)
 		}
 	}
-	g.phase = Binding
+	g.phase, g.ready = Binding, false
 	g.blocked, g.avoid, g.failVerdict = false, nil, nil
 	// Members whose binding fails get the gang's whole timeout from now to
 	// bind, with their places held.
@@ -233,6 +239,11 @@ func (c *Cache) planExpiredLocked(key string, id uint64, eff *Effects) {
 	}
 	switch g.phase {
 	case Planned:
+		if g.ready {
+			// Its quorum is placed and only the bind budget held it.
+			c.releaseGangLocked(g, "", eff)
+			return
+		}
 		c.cfg.Logger.V(2).Info("Gang plan expired before quorum", "gang", key)
 		eff.onPodGroup(g.pg, v1.EventTypeWarning, "PlanExpired", fmt.Sprintf(
 			"the quorum was not placed within %s; released the members waiting and planning again", g.timeout))

@@ -67,7 +67,7 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 		eff.onPodGroup(pg, v1.EventTypeWarning, "InvalidTopology", terr.Error())
 		return refuse(fwk.UnschedulableAndUnresolvable, "%s", terr.Error()), eff
 	}
-	if g.phase == Planned && cen.scheduled >= g.minMember() {
+	if g.phase == Planned && cen.scheduled >= g.minMember() && !g.ready {
 		// The quorum is there without another Permit (minMember was
 		// lowered): let the waiting members go.
 		c.releaseGangLocked(g, "", &eff)
@@ -128,9 +128,10 @@ func (c *Cache) toRunningLocked(g *gang, eff *Effects) {
 		g.plan = nil
 		c.releaseLocked(eff)
 	}
-	g.phase = Running
+	g.phase, g.ready = Running, false
 	g.blocked, g.avoid, g.failVerdict = false, nil, nil
 	c.forgetHeadLocked(g)
+	c.releaseReadyLocked(eff)
 }
 
 // planLocked plans the whole gang against the cycle's nodes.
