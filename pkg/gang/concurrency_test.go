@@ -89,7 +89,7 @@ func TestConcurrentTransitionsNeverLeaveAPartialGang(t *testing.T) {
 			var waiting []fwk.WaitingPod
 			h.fw.IterateOverWaitingPods(func(wp fwk.WaitingPod) { waiting = append(waiting, wp) })
 			if len(waiting) > 0 {
-				h.fw.RejectWaitingPod(waiting[r.Intn(len(waiting))].GetPod().UID)
+				h.rejectWaiting(waiting[r.Intn(len(waiting))].GetPod().UID)
 				rejects.Add(1)
 			}
 		}

@@ -39,6 +39,8 @@ type Option func(*options)
 type options struct {
 	clock    clock.WithDelayedExecution
 	pgClient pgclientset.Interface
+	// wrapHandle lets tests see the plugin's calls into the framework.
+	wrapHandle func(fwk.Handle) fwk.Handle
 }
 
 // WithClock sets the clock of gang deadlines and reservations.
@@ -121,7 +123,11 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 	}
 	pgFactory := pginformers.NewSharedInformerFactory(client, 0)
 	pgInformer := pgFactory.Scheduling().V1alpha1().PodGroups()
-	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: h, logger: logger}
+	handle := h
+	if opts.wrapHandle != nil {
+		handle = opts.wrapHandle(h)
+	}
+	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, logger: logger}
 	s.cache = gangstate.New(gangstate.Config{
 		Clock:          opts.clock,
 		Pods:           podInformer.GetIndexer(),

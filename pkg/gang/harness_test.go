@@ -73,6 +73,10 @@ type harness struct {
 	outcomes map[string]chan *fwk.Status
 	// waits records how long Permit told each member to wait.
 	waits map[string]time.Duration
+	// rejectMu serializes rejections of waiting pods: the framework's
+	// waitingPod.Reject writes its done flag under a read lock, so two
+	// concurrent rejections of one pod race inside kube-scheduler 1.37.2.
+	rejectMu sync.Mutex
 	// holdUnreserve, per pod, delays the Unreserve of a rejected waiting
 	// member until the channel is closed, as a busy binding goroutine may.
 	holdUnreserve map[string]chan struct{}
@@ -100,7 +104,7 @@ func newHarness(t *testing.T, nodes ...*v1.Node) *harness {
 	}
 	informerFactory := informers.NewSharedInformerFactory(h.client, 0)
 	registry := frameworkruntime.Registry{
-		Name:               NewFactory(WithClock(h.clock), WithPodGroupClient(h.pgs)),
+		Name:               NewFactory(WithClock(h.clock), WithPodGroupClient(h.pgs), withRejectLock(&h.rejectMu)),
 		defaultbinder.Name: defaultbinder.New,
 		noderesources.Name: frameworkruntime.FactoryAdapter(feature.Features{}, noderesources.NewFit),
 	}
@@ -465,4 +469,42 @@ func (l *swapLister) CompositePodGroupStates() fwk.CompositePodGroupStateLister 
 }
 func (l *swapLister) CompositePodGroups() fwk.CompositePodGroupLister {
 	return l.get().CompositePodGroups()
+}
+
+// withRejectLock makes the plugin's rejections of waiting pods take mu.
+func withRejectLock(mu *sync.Mutex) Option {
+	return func(o *options) {
+		o.wrapHandle = func(h fwk.Handle) fwk.Handle { return lockedHandle{Handle: h, mu: mu} }
+	}
+}
+
+type lockedHandle struct {
+	fwk.Handle
+	mu *sync.Mutex
+}
+
+func (h lockedHandle) GetWaitingPod(uid types.UID) fwk.WaitingPod {
+	if wp := h.Handle.GetWaitingPod(uid); wp != nil {
+		return lockedWaitingPod{WaitingPod: wp, mu: h.mu}
+	}
+	return nil
+}
+
+type lockedWaitingPod struct {
+	fwk.WaitingPod
+	mu *sync.Mutex
+}
+
+func (wp lockedWaitingPod) Reject(plugin, msg string) bool {
+	wp.mu.Lock()
+	defer wp.mu.Unlock()
+	return wp.WaitingPod.Reject(plugin, msg)
+}
+
+// rejectWaiting rejects a waiting pod as the framework does, serialized
+// with the plugin's rejections.
+func (h *harness) rejectWaiting(uid types.UID) {
+	h.rejectMu.Lock()
+	defer h.rejectMu.Unlock()
+	h.fw.RejectWaitingPod(uid)
 }

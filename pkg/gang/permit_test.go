@@ -102,7 +102,7 @@ func TestMemberFailingAfterReleaseKeepsItsPlace(t *testing.T) {
 	}
 	// The framework rejects a waiting member (its pod was updated, or
 	// preempted); its Unreserve has not run when the last member arrives.
-	h.fw.RejectWaitingPod(pods[0].UID)
+	h.rejectWaiting(pods[0].UID)
 	if s := h.outcome(pods[0]); s.IsSuccess() {
 		t.Fatal("rejected member allowed")
 	}

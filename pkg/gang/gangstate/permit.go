@@ -157,6 +157,10 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 	if g.plan.timer != nil {
 		g.plan.timer.Stop()
 	}
+	// A new id: the planned deadline's timer may already be running, and
+	// must find its plan gone.
+	c.planID++
+	g.plan.id = c.planID
 	key, id := g.key, g.plan.id
 	g.plan.timer = c.afterFunc(g.timeout, func() { c.run(func(eff *Effects) { c.planExpiredLocked(key, id, eff) }) })
 	c.forgetHeadLocked(g)
