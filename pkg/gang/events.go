@@ -20,6 +20,8 @@ const eventRepeat = 30 * time.Second
 // progressRepeat is how often a progress Event whose message changes with
 // every arrival ("3/8 members exist") is recorded for the same object: a
 // gang's members arriving together would otherwise write one Event each.
+// The last message of a burst is recorded when the interval ends, so the
+// newest count is always on display.
 const progressRepeat = 5 * time.Second
 
 // eventer records Events on PodGroups and pods, dropping repeats of the same
@@ -30,10 +32,18 @@ const progressRepeat = 5 * time.Second
 type eventer struct {
 	recorder record.EventRecorder
 	pgLister pglisters.PodGroupLister
-	clock    clock.Clock
+	clock    clock.WithDelayedExecution
 
 	mu   sync.Mutex
 	last map[string]sent
+	// pending holds, per key, the newest progress Event held back by
+	// progressRepeat, recorded when the interval ends.
+	pending map[string]heldEvent
+}
+
+type heldEvent struct {
+	msg    string
+	record func()
 }
 
 type sent struct {
@@ -41,8 +51,8 @@ type sent struct {
 	at  time.Time
 }
 
-func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.Clock) *eventer {
-	return &eventer{recorder: r, pgLister: l, clock: c, last: map[string]sent{}}
+func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.WithDelayedExecution) *eventer {
+	return &eventer{recorder: r, pgLister: l, clock: c, last: map[string]sent{}, pending: map[string]heldEvent{}}
 }
 
 func (e *eventer) fresh(key, msg string) bool {
@@ -86,10 +96,49 @@ func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg stri
 // podGroupProgress records a progress Event on a PodGroup at most every
 // progressRepeat, whatever its message.
 func (e *eventer) podGroupProgress(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
-	if e.recorder == nil || !e.freshEvery("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg, progressRepeat) {
+	if e.recorder == nil {
 		return
 	}
-	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)
+	key := "pg/" + pg.Namespace + "/" + pg.Name + "/" + reason
+	record := func() { e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg) }
+	if e.freshEvery(key, msg, progressRepeat) {
+		record()
+		return
+	}
+	e.holdBack(key, msg, record)
+}
+
+// holdBack keeps the newest progress Event under key and records it when
+// progressRepeat has passed since the last one, unless it was recorded
+// already.
+func (e *eventer) holdBack(key, msg string, record func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, ok := e.last[key]; ok && s.msg == msg {
+		return
+	}
+	_, armed := e.pending[key]
+	e.pending[key] = heldEvent{msg: msg, record: record}
+	if armed {
+		return
+	}
+	wait := progressRepeat - e.clock.Since(e.last[key].at)
+	// A fake clock runs timer callbacks holding its own lock.
+	e.clock.AfterFunc(wait, func() { go e.flush(key) })
+}
+
+// flush records the Event held back under key.
+func (e *eventer) flush(key string) {
+	e.mu.Lock()
+	held, ok := e.pending[key]
+	delete(e.pending, key)
+	if ok {
+		e.last[key] = sent{msg: held.msg, at: e.clock.Now()}
+	}
+	e.mu.Unlock()
+	if ok {
+		held.record()
+	}
 }
 
 // pod records an Event on a pod.
