@@ -32,7 +32,7 @@ type GangArgs struct {
 	// the members released before it are bound down to the budget, so that
 	// the apiserver binds each gang's members together instead of
 	// interleaving hundreds of gangs. A gang larger than the budget goes
-	// when nothing else is binding. 0 turns pacing off.
+	// once fewer than the budget are binding. 0 turns pacing off.
 	BindBudget *int32 `json:"bindBudget,omitempty"`
 
 	// PodGroupSyncTimeoutSeconds bounds how long the plugin waits at start-up

@@ -51,27 +51,13 @@ func WithFeatureGates(gates string) SchedulerOption {
 // control plane and leader election is turned off; everything else is as
 // given, so tests run the configuration that ships.
 func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
-	var so schedulerOptions
-	for _, o := range options {
-		o(&so)
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
 			cancel()
 		}
 	}()
-	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
-	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
-		return nil, err
-	}
-	if so.counter != nil {
-		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
-		if err := cp.countingProxy(runCtx, so.counter, kubeconfig); err != nil {
-			return nil, err
-		}
-	}
-	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
+	so, configFile, err := cp.prepareScheduler(runCtx, configYAML, options)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +87,28 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte, o
 	s := &Scheduler{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(runCtx, cc, sched) }()
 	return s, nil
+}
+
+// prepareScheduler applies the options and writes the scheduler's
+// kubeconfig (through a counting proxy that lives as long as ctx, when
+// asked) and configuration file.
+func (cp *ControlPlane) prepareScheduler(ctx context.Context, configYAML []byte, options []SchedulerOption) (schedulerOptions, string, error) {
+	var so schedulerOptions
+	for _, o := range options {
+		o(&so)
+	}
+	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+		return so, "", err
+	}
+	if so.counter != nil {
+		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
+		if err := cp.countingProxy(ctx, so.counter, kubeconfig); err != nil {
+			return so, "", err
+		}
+	}
+	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
+	return so, configFile, err
 }
 
 // writeSchedulerConfig writes the configuration with its client connection
@@ -138,27 +146,13 @@ func (s *Scheduler) Stop() {
 // StartScheduler's schedulers. Its output goes to a log file in the control
 // plane's directory. Stop kills it.
 func (cp *ControlPlane) StartSchedulerProcess(ctx context.Context, binary string, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
-	var so schedulerOptions
-	for _, o := range options {
-		o(&so)
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
 			cancel()
 		}
 	}()
-	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
-	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
-		return nil, err
-	}
-	if so.counter != nil {
-		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
-		if err := cp.countingProxy(runCtx, so.counter, kubeconfig); err != nil {
-			return nil, err
-		}
-	}
-	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
+	so, configFile, err := cp.prepareScheduler(runCtx, configYAML, options)
 	if err != nil {
 		return nil, err
 	}

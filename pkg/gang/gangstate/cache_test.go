@@ -285,3 +285,37 @@ func testBindPacing(t *testing.T, deadline bool) {
 		t.Fatalf("a gang larger than the budget goes when nothing else binds: %s", g.c.Phase("ns/g"))
 	}
 }
+
+// A gang larger than the budget goes once fewer than the budget are
+// binding, overlapping the tail of the gang before it.
+func TestBindPacingLargeGang(t *testing.T) {
+	f, a := newFixture(t, 2, 2, 8)
+	f.c.cfg.BindBudget = 2
+	pgB := f.pg.DeepCopy()
+	pgB.Name, pgB.UID, pgB.Spec.MinMember = "big", "pg-big", 3
+	var b []*v1.Pod
+	for i := range 3 {
+		p := st.MakePod().Name(fmt.Sprintf("big-%d", i)).Namespace("ns").UID(fmt.Sprintf("big-%d", i)).SchedulerName("lockstep").
+			Label(podgroup.Label, "big").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
+		_ = f.pods.Add(p)
+		b = append(b, p)
+	}
+	for _, p := range a {
+		f.place(t, p)
+	}
+	var last PermitDecision
+	for _, p := range b {
+		v, _ := f.c.PreFilter(p, pgB, f.nodes)
+		f.c.Reserve(p, v.Node)
+		last, _ = f.c.Permit(p, pgB)
+	}
+	if last.Allow || f.c.Phase("ns/big") != Planned {
+		t.Fatalf("with the budget full the big gang must wait: %+v, phase %s", last, f.c.Phase("ns/big"))
+	}
+	bound := a[0].DeepCopy()
+	bound.Spec.NodeName = "n0"
+	_ = f.pods.Update(bound)
+	if eff := f.c.PodBound(bound); len(eff.Allow) != 3 || f.c.Phase("ns/big") != Binding {
+		t.Fatalf("one binding left, under the budget: the big gang goes; allowed %v, phase %s", eff.Allow, f.c.Phase("ns/big"))
+	}
+}

@@ -7,8 +7,9 @@ package gangstate
 // A gang whose quorum is assumed is therefore released only while the
 // members released before it and not bound yet number fewer than the bind
 // budget; otherwise it waits in a FIFO, its members held at Permit, and
-// goes as bindings complete. A gang larger than the budget goes when
-// nothing else is binding.
+// goes as bindings complete. A gang larger than the budget goes once fewer
+// than the budget are binding: it overlaps the tail of the gang before it,
+// and big gangs are not bound one after the other.
 
 // bindingLocked counts released members not seen bound yet.
 func (c *Cache) bindingLocked() int {
@@ -53,8 +54,11 @@ func (c *Cache) mayReleaseLocked(g *gang) bool {
 			return false // an earlier gang goes first
 		}
 	}
-	binding := c.bindingLocked()
-	return binding == 0 || binding+assumedIn(g) <= c.cfg.BindBudget
+	binding, n := c.bindingLocked(), assumedIn(g)
+	if n > c.cfg.BindBudget {
+		return binding < c.cfg.BindBudget
+	}
+	return binding+n <= c.cfg.BindBudget
 }
 
 // holdLocked puts a gang whose quorum is assumed in line for release.
