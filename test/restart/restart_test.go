@@ -138,7 +138,9 @@ func buildScheduler(dir string) (string, error) {
 }
 
 // killPoint is when the first scheduler is killed: once at least the given
-// fraction of all pods is bound (the first bound pod for 0).
+// fraction of all pods is bound (the first bound pod for 0), at the first
+// pod seen bound whose gang is not complete yet. Lockstep binds each gang's
+// members together, so a count alone would mostly land between gangs.
 type killPoint struct {
 	name     string
 	fraction float64
@@ -495,14 +497,16 @@ func partialGangs(bound map[string]string) []string {
 type tracker struct {
 	mu        sync.Mutex
 	bound     map[string]string
+	perGang   map[string]int
 	threshold int
+	fired     bool
 	reached   chan struct{}
 	allBound  chan struct{}
 }
 
 func (e *env) track(threshold int) *tracker {
 	e.t.Helper()
-	tr := &tracker{bound: map[string]string{}, threshold: threshold, reached: make(chan struct{}), allBound: make(chan struct{})}
+	tr := &tracker{bound: map[string]string{}, perGang: map[string]int{}, threshold: threshold, reached: make(chan struct{}), allBound: make(chan struct{})}
 	factory := informers.NewSharedInformerFactoryWithOptions(e.client, 0, informers.WithNamespace(e.ns))
 	inf := factory.Core().V1().Pods().Informer()
 	see := func(obj any) {
@@ -536,7 +540,10 @@ func (tr *tracker) see(pod, node string) {
 	}
 	tr.bound[pod] = node
 	n := len(tr.bound)
-	if n == tr.threshold {
+	g := gangOf(pod)
+	tr.perGang[g]++
+	if !tr.fired && n >= tr.threshold && tr.perGang[g] < gangSize {
+		tr.fired = true
 		close(tr.reached)
 	}
 	if n == totalPods {
