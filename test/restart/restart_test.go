@@ -48,6 +48,7 @@ import (
 	"github.com/lockstep-sched/lockstep/manifests"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
 	"github.com/lockstep-sched/lockstep/test/testlog"
 )
 
@@ -344,20 +345,9 @@ func (e *env) writeSchedulerConfig() string {
 func (e *env) addNodes(count int) map[string]bool {
 	e.t.Helper()
 	names := map[string]bool{}
-	res := v1.ResourceList{
-		v1.ResourceCPU:    *resource.NewQuantity(nodeCPU, resource.DecimalSI),
-		v1.ResourceMemory: resource.MustParse("64Gi"),
-		v1.ResourcePods:   resource.MustParse("110"),
-	}
 	for i := range count {
 		name := fmt.Sprintf("%s-node-%d", e.ns, i)
-		node := &v1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1.LabelHostname: name}},
-			Status: v1.NodeStatus{
-				Capacity: res, Allocatable: res,
-				Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
-			},
-		}
+		node := cluster.Node{Name: name, CPUs: nodeCPU, Memory: resource.MustParse("64Gi")}.NodeObject()
 		if _, err := e.client.CoreV1().Nodes().Create(e.ctx, node, metav1.CreateOptions{}); err != nil {
 			e.t.Fatal(err)
 		}

@@ -67,23 +67,3 @@ func (e *Effects) onPodGroup(pg *v1alpha1.PodGroup, eventType, reason, msg strin
 		e.Events = append(e.Events, Event{PodGroup: pg, Type: eventType, Reason: reason, Message: msg})
 	}
 }
-
-func (e *Effects) onPod(pod *v1.Pod, eventType, reason, msg string) {
-	e.Events = append(e.Events, Event{Pod: pod, Type: eventType, Reason: reason, Message: msg})
-}
-
-// merge appends o to e.
-func (e *Effects) merge(o Effects) {
-	e.Allow = append(e.Allow, o.Allow...)
-	e.Reject = append(e.Reject, o.Reject...)
-	for k, p := range o.Activate {
-		if e.Activate == nil {
-			e.Activate = map[string]*v1.Pod{}
-		}
-		e.Activate[k] = p
-	}
-	e.Events = append(e.Events, o.Events...)
-	if o.Placed != nil {
-		e.Placed = o.Placed
-	}
-}
