@@ -18,18 +18,18 @@ func TestDecodeGangArgsDefaults(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if *args.DefaultScheduleTimeoutSeconds != DefaultScheduleTimeoutSeconds || !*args.HeadReservation ||
-			*args.PodGroupSyncTimeoutSeconds != DefaultPodGroupSyncTimeoutSeconds {
+			*args.PodGroupSyncTimeoutSeconds != DefaultPodGroupSyncTimeoutSeconds || args.ScheduledEvents != ScheduledEventsPodGroup {
 			t.Errorf("%s: defaults not applied: %+v", name, args)
 		}
 	}
 }
 
 func TestDecodeGangArgsKeepsValues(t *testing.T) {
-	args, err := DecodeGangArgs(raw(`{"defaultScheduleTimeoutSeconds": 120, "headReservation": false}`))
+	args, err := DecodeGangArgs(raw(`{"defaultScheduleTimeoutSeconds": 120, "headReservation": false, "scheduledEvents": "Pod"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *args.DefaultScheduleTimeoutSeconds != 120 || *args.HeadReservation {
+	if *args.DefaultScheduleTimeoutSeconds != 120 || *args.HeadReservation || args.ScheduledEvents != ScheduledEventsPod {
 		t.Fatalf("values lost: %+v", args)
 	}
 	yamlArgs, err := DecodeGangArgs(&runtime.Unknown{Raw: []byte("defaultScheduleTimeoutSeconds: 7\n"), ContentType: runtime.ContentTypeYAML})
@@ -47,6 +47,7 @@ func TestDecodeGangArgsRejectsNonsense(t *testing.T) {
 		{`{"defaultScheduleTimeoutSeconds": 900}`, "must be between 1 and 840 seconds"},
 		{`{"podGroupSyncTimeoutSeconds": -1}`, "args.podGroupSyncTimeoutSeconds"},
 		{`{"bindBudget": -1}`, "args.bindBudget: Invalid value: -1: must be between 0 (no pacing) and 100000"},
+		{`{"scheduledEvents": "Node"}`, `args.scheduledEvents: Unsupported value: "Node": supported values: "PodGroup", "Pod"`},
 		{`{"scheduleTimeoutSeconds": 10}`, `unknown field "scheduleTimeoutSeconds"`},
 		{`{"headReservation": "yes"}`, "cannot unmarshal string"},
 		{`[1,2]`, "cannot unmarshal array"},

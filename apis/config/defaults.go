@@ -34,6 +34,9 @@ func SetDefaultsGangArgs(args *GangArgs) {
 	if args.BindBudget == nil {
 		args.BindBudget = ptr.To(DefaultBindBudget)
 	}
+	if args.ScheduledEvents == "" {
+		args.ScheduledEvents = ScheduledEventsPodGroup
+	}
 	if args.PodGroupSyncTimeoutSeconds == nil {
 		args.PodGroupSyncTimeoutSeconds = ptr.To(DefaultPodGroupSyncTimeoutSeconds)
 	}

@@ -35,8 +35,26 @@ type GangArgs struct {
 	// once fewer than the budget are binding. 0 turns pacing off.
 	BindBudget *int32 `json:"bindBudget,omitempty"`
 
+	// ScheduledEvents says where a gang member's successful placement is
+	// reported. PodGroup (the default): one Placed Event per gang on its
+	// PodGroup names every member's node, and kube-scheduler's Scheduled
+	// Event per member pod is not recorded, so a gang of n costs n bindings
+	// and one Event instead of n bindings and n+1 Events. Pod: every member
+	// also gets kube-scheduler's Scheduled Event.
+	ScheduledEvents ScheduledEvents `json:"scheduledEvents,omitempty"`
+
 	// PodGroupSyncTimeoutSeconds bounds how long the plugin waits at start-up
 	// for its PodGroup informer to sync before it starts anyway and reports
 	// the failure (the CRD may not be installed).
 	PodGroupSyncTimeoutSeconds *int32 `json:"podGroupSyncTimeoutSeconds,omitempty"`
 }
+
+// ScheduledEvents names where a gang member's placement is reported.
+type ScheduledEvents string
+
+const (
+	// ScheduledEventsPodGroup records one Event per gang on its PodGroup.
+	ScheduledEventsPodGroup ScheduledEvents = "PodGroup"
+	// ScheduledEventsPod also records kube-scheduler's Event on every member.
+	ScheduledEventsPod ScheduledEvents = "Pod"
+)

@@ -38,6 +38,12 @@ func ValidateGangArgs(path *field.Path, args *GangArgs) error {
 	case *b < 0 || *b > maxBindBudget:
 		errs = append(errs, field.Invalid(path.Child("bindBudget"), *b, fmt.Sprintf("must be between 0 (no pacing) and %d", maxBindBudget)))
 	}
+	switch args.ScheduledEvents {
+	case ScheduledEventsPodGroup, ScheduledEventsPod:
+	default:
+		errs = append(errs, field.NotSupported(path.Child("scheduledEvents"), args.ScheduledEvents,
+			[]ScheduledEvents{ScheduledEventsPodGroup, ScheduledEventsPod}))
+	}
 	seen := map[string]bool{}
 	for i, level := range args.TopologyLevels {
 		p := path.Child("topologyLevels").Index(i)

@@ -11,8 +11,8 @@ import (
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
 	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric
-	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 
+	"github.com/lockstep-sched/lockstep/cmd/lockstep-scheduler/app"
 	"github.com/lockstep-sched/lockstep/pkg/gang"
 )
 
@@ -23,6 +23,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := app.NewSchedulerCommand(app.WithPlugin(gang.Name, gang.NewFactory()))
-	os.Exit(cli.Run(cmd))
+	os.Exit(cli.Run(app.NewCommand()))
 }

@@ -14,6 +14,7 @@ import (
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"sigs.k8s.io/yaml"
 
+	schedulerapp "github.com/lockstep-sched/lockstep/cmd/lockstep-scheduler/app"
 	"github.com/lockstep-sched/lockstep/pkg/gang"
 )
 
@@ -80,7 +81,7 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte, o
 	}
 	// A previous scheduler in this process registered its configz section.
 	configz.Delete("componentconfig")
-	cc, sched, err := app.Setup(runCtx, opts, app.WithPlugin(gang.Name, gang.NewFactory()))
+	cc, sched, err := schedulerapp.Setup(runCtx, opts, gang.NewFactory())
 	if err != nil {
 		return nil, fmt.Errorf("setting up scheduler: %w", err)
 	}

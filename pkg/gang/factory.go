@@ -18,7 +18,6 @@ import (
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
-	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
@@ -55,29 +54,38 @@ func WithPodGroupClient(c pgclientset.Interface) Option { return func(o *options
 // creates at the first profile: they share nodes, so plans and
 // reservations must be seen by all. A new scheduler (a restart in the same
 // process) needs a new factory, and so gets fresh state.
-func NewFactory(opts ...Option) frameworkruntime.PluginFactory {
-	f := &factory{opts: options{clock: clock.RealClock{}}}
+func NewFactory(opts ...Option) *Factory {
+	f := &Factory{opts: options{clock: clock.RealClock{}}}
 	for _, o := range opts {
 		o(&f.opts)
 	}
-	return f.new
+	return f
 }
 
-type factory struct {
+// Factory builds the gang plugin of each profile of one scheduler, and
+// wraps the scheduler's Event recorders (see Recorders).
+type Factory struct {
 	opts options
 	mu   sync.Mutex
 	s    *shared
+	// scheduledEvents holds each profile's ScheduledEvents setting, by
+	// profile name, for the recorders to read.
+	scheduledEvents sync.Map
+	placed          placedMembers
 }
 
-func (f *factory) new(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+// New builds the plugin for one profile; it is a
+// frameworkruntime.PluginFactory.
+func (f *Factory) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 	args, err := config.DecodeGangArgs(obj)
 	if err != nil {
 		return nil, err
 	}
+	f.scheduledEvents.Store(h.ProfileName(), args.ScheduledEvents)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.s == nil {
-		if f.s, err = newShared(ctx, args, h, f.opts); err != nil {
+		if f.s, err = newShared(ctx, args, h, f.opts, &f.placed); err != nil {
 			return nil, err
 		}
 	} else {
@@ -96,10 +104,12 @@ type shared struct {
 	// handle is the first profile's: waiting pods and the queue belong to
 	// the scheduler, not to a profile.
 	handle fwk.Handle
+	// placed are the members whose Placed Event has been recorded.
+	placed *placedMembers
 	logger klog.Logger
 }
 
-func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts options) (*shared, error) {
+func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts options, placed *placedMembers) (*shared, error) {
 	logger := klog.FromContext(ctx).WithName(Name)
 	podInformer := h.SharedInformerFactory().Core().V1().Pods().Informer()
 	if err := podInformer.AddIndexers(cache.Indexers{gangstate.GangIndex: gangstate.IndexByGang}); err != nil {
@@ -127,7 +137,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 	if opts.wrapHandle != nil {
 		handle = opts.wrapHandle(h)
 	}
-	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, logger: logger}
+	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, placed: placed, logger: logger}
 	s.cache = gangstate.New(gangstate.Config{
 		Clock:          opts.clock,
 		Pods:           podInformer.GetIndexer(),
@@ -224,6 +234,7 @@ func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error 
 			}
 			if pod, ok := obj.(*v1.Pod); ok {
 				s.topo.Forget(pod.UID)
+				s.placed.take(pod.UID)
 				s.apply(s.logger, s.cache.PodDeleted(pod))
 			}
 		},
@@ -237,6 +248,11 @@ func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error 
 // cache's lock held: allowing and rejecting waiting pods and activating
 // pods call into the framework, and Events reach the API.
 func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
+	if eff.Placed != nil {
+		// Before Allow: the members may be bound, and their Scheduled
+		// Events filtered, as soon as they are let go.
+		s.placed.add(eff.Placed.Members)
+	}
 	for _, uid := range eff.Allow {
 		if wp := s.handle.GetWaitingPod(uid); wp != nil {
 			wp.Allow(Name)

@@ -61,6 +61,7 @@ type harness struct {
 	ctx       context.Context
 	fw        framework.Framework
 	pl        *Gang
+	factory   *Factory
 	client    *fake.Clientset
 	pgs       *pgfake.Clientset
 	clock     *clocktesting.FakeClock
@@ -103,8 +104,9 @@ func newHarness(t *testing.T, nodes ...*v1.Node) *harness {
 		}
 	}
 	informerFactory := informers.NewSharedInformerFactory(h.client, 0)
+	h.factory = NewFactory(WithClock(h.clock), WithPodGroupClient(h.pgs), withRejectLock(&h.rejectMu))
 	registry := frameworkruntime.Registry{
-		Name:               NewFactory(WithClock(h.clock), WithPodGroupClient(h.pgs), withRejectLock(&h.rejectMu)),
+		Name:               h.factory.New,
 		defaultbinder.Name: defaultbinder.New,
 		noderesources.Name: frameworkruntime.FactoryAdapter(feature.Features{}, noderesources.NewFit),
 	}

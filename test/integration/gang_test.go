@@ -198,6 +198,7 @@ func TestElasticGang(t *testing.T) {
 	e.holdsFor("the extra member waits for room", settle, func() bool { return e.bound()["elastic"] == 2 })
 	e.addNodes("more", 1, nodeSpec{cpu: "6", mem: "32Gi"})
 	e.waitGangBound("elastic", 3, bindBy)
+	e.checkScheduledEvents("elastic", 3)
 	// A gang whose members all went away is a gang again: a job that
 	// recreates its workers under the same PodGroup gets them placed
 	// together, not one by one.
@@ -379,5 +380,45 @@ func TestFilterFailureOnPlannedNodeReplans(t *testing.T) {
 	}
 	if len(nodes) != 2 {
 		t.Fatalf("two members with the same host port need two nodes, got %v", nodes)
+	}
+}
+
+// checkScheduledEvents checks where the placements of a gang's pods were
+// reported: the members released together in the PodGroup's Placed Event
+// and not each on its own pod, a member placed after the gang started in
+// kube-scheduler's Scheduled Event on the pod.
+func (e *env) checkScheduledEvents(gang string, pods int) {
+	e.t.Helper()
+	e.waitEvent("PodGroup", gang, "placed ", 30*time.Second)
+	var placed string
+	for _, ev := range e.events("PodGroup", gang) {
+		if strings.HasPrefix(ev, "Placed: ") {
+			placed = ev
+		}
+	}
+	var inPlaced, alone []string
+	for i := range pods {
+		name := fmt.Sprintf("%s-%d", gang, i)
+		if strings.Contains(placed, name) {
+			inPlaced = append(inPlaced, name)
+		} else {
+			alone = append(alone, name)
+		}
+	}
+	if len(inPlaced) == 0 || len(alone) == 0 {
+		e.t.Fatalf("want members both in the Placed Event and placed alone; Placed Event %q", placed)
+	}
+	// The Scheduled Events of members placed alone come after those that
+	// the released members would have had: once they show, the others'
+	// absence is not a matter of waiting longer.
+	for _, name := range alone {
+		e.waitEvent("Pod", name, "Successfully assigned", 30*time.Second)
+	}
+	for _, name := range inPlaced {
+		for _, ev := range e.events("Pod", name) {
+			if strings.HasPrefix(ev, "Scheduled: ") {
+				e.t.Errorf("member %s named in the Placed Event also got %q", name, ev)
+			}
+		}
 	}
 }

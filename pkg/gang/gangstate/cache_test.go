@@ -319,3 +319,32 @@ func TestBindPacingLargeGang(t *testing.T) {
 		t.Fatalf("one binding left, under the budget: the big gang goes; allowed %v, phase %s", eff.Allow, f.c.Phase("ns/big"))
 	}
 }
+
+// The Placed Event names every released member by node, in order, and
+// stays under the Event API's message limit for a big gang.
+func TestAssignments(t *testing.T) {
+	slots := map[types.UID]*slot{}
+	add := func(name, node string, state slotState) {
+		slots[types.UID(name)] = &slot{pod: &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}, node: node, state: state}
+	}
+	add("w-1", "b", slotAssumed)
+	add("w-0", "b", slotBound)
+	add("w-2", "a", slotAssumed)
+	add("w-3", "c", slotPlanned) // not placed yet: not named
+	if got, want := assignments(slots), "a: w-2; b: w-0, w-1"; got != want {
+		t.Errorf("assignments = %q, want %q", got, want)
+	}
+	slots = map[types.UID]*slot{}
+	for i := range 256 {
+		add(fmt.Sprintf("worker-%03d", i), fmt.Sprintf("node-%02d", i/8), slotAssumed)
+	}
+	got := assignments(slots)
+	if len(got) > maxAssignmentsLen+40 || !strings.HasPrefix(got, "node-00: worker-000, worker-001") || !strings.Contains(got, " more") {
+		t.Errorf("assignments of 256 members (%d bytes): %q", len(got), got)
+	}
+	var n int
+	fmt.Sscanf(got[strings.LastIndex(got, "and ")+4:], "%d", &n)
+	if named := strings.Count(got, "worker-"); named+n != 256 {
+		t.Errorf("%d named + %d more != 256 members: %q", named, n, got)
+	}
+}

@@ -44,6 +44,8 @@ type Event struct {
 type Placement struct {
 	Nodes    sets.Set[string]
 	MilliCPU int64
+	// Members are the members the Placed Event names.
+	Members []types.UID
 }
 
 // Empty reports whether there is nothing to do.

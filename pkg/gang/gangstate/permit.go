@@ -2,6 +2,9 @@ package gangstate
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -140,10 +143,12 @@ func (c *Cache) Permit(pod *v1.Pod, pg *v1alpha1.PodGroup) (PermitDecision, Effe
 func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 	nodes := sets.New[string]()
 	var milliCPU int64
+	var members []types.UID
 	for uid, s := range g.plan.slots {
 		milliCPU += s.request.MilliCPU
 		if s.state == slotAssumed || s.state == slotBound {
 			nodes.Insert(s.node)
+			members = append(members, uid)
 		}
 		if s.state == slotAssumed && uid != current {
 			eff.Allow = append(eff.Allow, uid)
@@ -169,8 +174,9 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 		where = " in " + g.plan.domain.String()
 	}
 	c.cfg.Logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", g.key, "members", len(eff.Allow)+1, "nodes", nodes.Len(), "domain", where)
-	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s", len(eff.Allow)+1, nodes.Len(), where))
-	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU}
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s: %s",
+		len(eff.Allow)+1, nodes.Len(), where, assignments(g.plan.slots)))
+	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU, Members: members}
 	c.bindingDoneLocked(g, eff)
 }
 
@@ -266,4 +272,45 @@ func (c *Cache) planExpiredLocked(key string, id uint64, eff *Effects) {
 		}
 		c.toRunningLocked(g, eff)
 	}
+}
+
+// maxAssignmentsLen keeps the Placed Event's member list under the Event
+// API's 1 KiB message limit.
+const maxAssignmentsLen = 800
+
+// assignments lists the members on each node ("node-a: w-0, w-1; node-b:
+// w-2"), nodes and members sorted, cut short with a count of the rest. With
+// per-pod Scheduled Events off, this is where a user finds every member's
+// node in one place.
+func assignments(slots map[types.UID]*slot) string {
+	byNode := map[string][]string{}
+	for _, s := range slots {
+		if s.state == slotAssumed || s.state == slotBound {
+			byNode[s.node] = append(byNode[s.node], s.pod.Name)
+		}
+	}
+	left := 0
+	for _, names := range byNode {
+		left += len(names)
+	}
+	var b strings.Builder
+	for i, n := range slices.Sorted(maps.Keys(byNode)) {
+		names := byNode[n]
+		slices.Sort(names)
+		sep := n + ": "
+		if i > 0 {
+			sep = "; " + sep
+		}
+		for _, name := range names {
+			if b.Len()+len(sep)+len(name) > maxAssignmentsLen {
+				fmt.Fprintf(&b, " ... and %d more", left)
+				return b.String()
+			}
+			b.WriteString(sep)
+			b.WriteString(name)
+			sep = ", "
+			left--
+		}
+	}
+	return b.String()
 }
