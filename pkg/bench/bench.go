@@ -223,6 +223,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	r := &runner{cp: cp, c: c, opts: opts}
 	for _, s := range opts.Scenarios {
 		for _, mode := range opts.Modes {
+			if !s.RunsIn(mode) {
+				continue
+			}
 			cmp := Comparison{Scenario: s.Name, Mode: mode, Description: s.Description, Cluster: describe(s)}
 			if mode == Arriving {
 				cmp.ArrivalRate = opts.ArrivalRate

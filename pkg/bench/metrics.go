@@ -71,6 +71,10 @@ type Metrics struct {
 	APIWritesPerPod   *float64 `json:"apiWritesPerPodBound"`
 	PodStatusesPerPod *float64 `json:"podStatusWritesPerPodBound"`
 
+	// SchedulerPeakRSSMiB is the scheduler process's peak resident memory
+	// (VmHWM), when it ran as a child process.
+	SchedulerPeakRSSMiB *float64 `json:"schedulerPeakRSSMiB,omitempty"`
+
 	// Ended says why the run stopped: EndAllBound, EndAllComplete,
 	// EndStalled or EndBudget.
 	Ended           string  `json:"ended"`

@@ -144,6 +144,12 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	// The run's duration is the scheduler's, without the kubelet's wait.
 	endedAt := time.Now()
 	apiCounts := counter.Counts()
+	var peakRSS *float64
+	if rss, ok, err := sch.PeakRSS(); err != nil {
+		logger.Error(err, "Reading the scheduler's peak memory")
+	} else if ok {
+		peakRSS = val(float64(rss) / (1 << 20))
+	}
 	if s.Topology {
 		if err := waitRunning(runCtx, rec); err != nil {
 			return m, err
@@ -156,6 +162,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	}
 	m = measure(run, origin)
 	m.countAPI(apiCounts)
+	m.SchedulerPeakRSSMiB = peakRSS
 	m.Ended, m.DurationSeconds = ended, endedAt.Sub(origin).Seconds()
 	logger.Info("Run ended", "ended", ended, "podsBound", m.PodsBound, "gangsComplete", m.GangsComplete, "gangsPartial", m.GangsPartial)
 	return m, nil

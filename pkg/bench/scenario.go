@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -53,6 +54,14 @@ type Scenario struct {
 	// Budget bounds the run, from the scheduler's start; the options'
 	// RunTimeout when zero.
 	Budget time.Duration
+	// OnlyModes, when set, are the only arrival modes the scenario runs
+	// in.
+	OnlyModes []Mode
+}
+
+// RunsIn reports whether the scenario runs in mode.
+func (s Scenario) RunsIn(mode Mode) bool {
+	return len(s.OnlyModes) == 0 || slices.Contains(s.OnlyModes, mode)
 }
 
 // Pods counts every pod of the scenario.
@@ -72,6 +81,7 @@ type Sizes struct {
 	CompetingBudget, CompetingHold                      time.Duration
 	MixedNodes, MixedGangs, MixedMembers, MixedOrdinary int
 	TopologyNodes, TopologyRacks, TopologyGangs         int
+	ClusterNodes, ClusterGangs, ClusterMembers          int
 }
 
 // DefaultSizes take a few minutes per scenario on two cores.
@@ -85,6 +95,7 @@ func DefaultSizes() Sizes {
 		CompetingBudget: 90 * time.Second, CompetingHold: time.Second,
 		MixedNodes: 200, MixedGangs: 60, MixedMembers: 8, MixedOrdinary: 1000,
 		TopologyNodes: 64, TopologyRacks: 8, TopologyGangs: 24,
+		ClusterNodes: 5000, ClusterGangs: 1250, ClusterMembers: 8,
 	}
 }
 
@@ -99,6 +110,7 @@ func TinySizes() Sizes {
 		MixedNodes: 10, MixedGangs: 4, MixedMembers: 4, MixedOrdinary: 16,
 		// Room to spare: the smoke run checks that both place everything.
 		TopologyNodes: 16, TopologyRacks: 4, TopologyGangs: 5,
+		ClusterNodes: 40, ClusterGangs: 10, ClusterMembers: 4,
 	}
 }
 
@@ -110,6 +122,7 @@ func (z Sizes) Validate() error {
 		"competing-nodes": z.CompetingNodes, "competing-gangs": z.CompetingGangs, "competing-members": z.CompetingMembers,
 		"mixed-nodes": z.MixedNodes, "mixed-gangs": z.MixedGangs, "mixed-members": z.MixedMembers,
 		"topology-nodes": z.TopologyNodes, "topology-racks": z.TopologyRacks, "topology-gangs": z.TopologyGangs,
+		"large-cluster-nodes": z.ClusterNodes, "large-cluster-gangs": z.ClusterGangs, "large-cluster-members": z.ClusterMembers,
 	} {
 		if v < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, v)
@@ -134,10 +147,12 @@ const (
 	Competing  = "competing"
 	Mixed      = "mixed"
 	Topology   = "topology"
+	// LargeCluster is small gangs at five times the small-gangs scale.
+	LargeCluster = "large-cluster"
 )
 
 // ScenarioNames lists every scenario.
-var ScenarioNames = []string{SmallGangs, LargeGangs, Competing, Mixed, Topology}
+var ScenarioNames = []string{SmallGangs, LargeGangs, Competing, Mixed, Topology, LargeCluster}
 
 const gi = int64(1) << 30
 
@@ -207,6 +222,13 @@ func Scenarios(z Sizes) []Scenario {
 		Topology:   true,
 		Guaranteed: true,
 		Gangs:      topo,
+	}, {
+		Name:        LargeCluster,
+		Description: fmt.Sprintf("%d gangs of %d x 2 CPUs on %d nodes, every pod pending: throughput at scale", z.ClusterGangs, z.ClusterMembers, z.ClusterNodes),
+		Cluster:     node(z.ClusterNodes, z.ClusterNodes/40, 1),
+		Gangs:       repeat(z.ClusterGangs, Shape{Members: z.ClusterMembers, CPUMilli: 2000, Memory: 4 * gi}),
+		// Pods arriving at a fixed rate would measure the rate.
+		OnlyModes: []Mode{Precreated},
 	}}
 }
 

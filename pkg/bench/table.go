@@ -69,6 +69,7 @@ var rows = []row{
 	{"pods across NUMA zones", "podsAcrossNUMAZones", count, func(m *Metrics) *float64 { return m.PodsAcrossNUMAZones }},
 	{"API writes per pod bound", "apiWritesPerPodBound", average, func(m *Metrics) *float64 { return m.APIWritesPerPod }},
 	{"pod status writes per pod bound", "podStatusWritesPerPodBound", average, func(m *Metrics) *float64 { return m.PodStatusesPerPod }},
+	{"scheduler peak RSS (MiB)", "schedulerPeakRSSMiB", average, func(m *Metrics) *float64 { return m.SchedulerPeakRSSMiB }},
 	{"ordinary pods bound", "ordinaryBound", count, func(m *Metrics) *float64 { return num(m.OrdinaryBound) }},
 	{"ordinary pod latency p50", "ordinaryLatencyP50Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP50Ms }},
 	{"ordinary pod latency p99", "ordinaryLatencyP99Ms", millis, func(m *Metrics) *float64 { return m.OrdinaryLatencyP99Ms }},
@@ -80,6 +81,8 @@ func (c *Comparison) shown(r row) bool {
 	switch r.key {
 	case "numaZonesPerPodMean", "podsAcrossNUMAZones":
 		return c.Lockstep.NUMAZonesPerPod != nil || c.Default.NUMAZonesPerPod != nil
+	case "schedulerPeakRSSMiB":
+		return c.Lockstep.SchedulerPeakRSSMiB != nil
 	case "ordinaryBound", "ordinaryLatencyP50Ms", "ordinaryLatencyP99Ms":
 		return c.Lockstep.OrdinaryPods > 0 || c.Default.OrdinaryPods > 0
 	}

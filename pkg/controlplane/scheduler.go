@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,6 +25,8 @@ import (
 type Scheduler struct {
 	cancel context.CancelFunc
 	done   chan error
+	// pid is the child process's, for a scheduler run as one.
+	pid int
 }
 
 // SchedulerOption changes how StartScheduler runs a scheduler.
@@ -142,6 +146,29 @@ func (s *Scheduler) Stop() {
 	<-s.done
 }
 
+// PeakRSS is the peak resident memory (VmHWM) of a scheduler that runs as a
+// child process, read while it runs; ok is false for one that runs in this
+// process, whose memory is not its own.
+func (s *Scheduler) PeakRSS() (bytes int64, ok bool, err error) {
+	if s.pid == 0 {
+		return 0, false, nil
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the scheduler's memory: %w", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if kb, found := strings.CutPrefix(line, "VmHWM:"); found {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
+			if err != nil {
+				return 0, false, fmt.Errorf("parsing VmHWM %q: %w", line, err)
+			}
+			return n << 10, true, nil
+		}
+	}
+	return 0, false, fmt.Errorf("no VmHWM in /proc/%d/status", s.pid)
+}
+
 // StartSchedulerProcess runs a scheduler binary of another build (a peer
 // Lockstep is measured against) as a child process, configured like
 // StartScheduler's schedulers. Its output goes to a log file in the control
@@ -171,7 +198,7 @@ func (cp *ControlPlane) StartSchedulerProcess(ctx context.Context, binary string
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", binary, err)
 	}
-	s := &Scheduler{cancel: cancel, done: make(chan error, 1)}
+	s := &Scheduler{cancel: cancel, done: make(chan error, 1), pid: cmd.Process.Pid}
 	go func() {
 		err := cmd.Wait()
 		logFile.Close()

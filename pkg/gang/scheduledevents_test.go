@@ -6,8 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
-	st "k8s.io/kubernetes/pkg/scheduler/testing"
 	"k8s.io/klog/v2"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
 )
 
 // The members released together are named in the PodGroup's Placed Event,
