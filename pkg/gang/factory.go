@@ -3,10 +3,12 @@ package gang
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -161,7 +163,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 	}()
 	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), s.pgLister, opts.clock)
 
-	if err := s.watch(pgInformer.Informer(), podInformer); err != nil {
+	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err
 	}
 	pgFactory.Start(ctx.Done())
@@ -185,7 +187,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 }
 
 // watch feeds the cache from the PodGroup and pod informers.
-func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error {
+func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexInformer) error {
 	if _, err := pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
@@ -223,8 +225,14 @@ func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error 
 		UpdateFunc: func(oldObj, obj any) {
 			old, ok1 := oldObj.(*v1.Pod)
 			pod, ok2 := obj.(*v1.Pod)
-			if ok1 && ok2 && old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.NameOf(pod) != "" {
+			if !ok1 || !ok2 {
+				return
+			}
+			if old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.NameOf(pod) != "" {
 				s.apply(s.logger, s.cache.PodBound(pod))
+			}
+			if pod.Spec.NodeName != "" && !podgroup.IsTerminal(old) && podgroup.IsTerminal(pod) {
+				s.cache.RoomFreed()
 			}
 		},
 		// A pod gone gives back its NUMA zones and its place in a plan.
@@ -241,7 +249,29 @@ func (s *shared) watch(pgInformer, podInformer cache.SharedIndexInformer) error 
 	}); err != nil {
 		return fmt.Errorf("watching pods: %w", err)
 	}
+	// A new node, or one that can take more, may hold the head of the
+	// queue; status heartbeats change nothing.
+	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { s.cache.RoomFreed() },
+		UpdateFunc: func(oldObj, obj any) {
+			old, ok1 := oldObj.(*v1.Node)
+			node, ok2 := obj.(*v1.Node)
+			if ok1 && ok2 && nodeRoomChanged(old, node) {
+				s.cache.RoomFreed()
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
 	return nil
+}
+
+// nodeRoomChanged reports whether a node update may change where pods fit.
+func nodeRoomChanged(old, node *v1.Node) bool {
+	return old.Spec.Unschedulable != node.Spec.Unschedulable ||
+		!equality.Semantic.DeepEqual(old.Status.Allocatable, node.Status.Allocatable) ||
+		!equality.Semantic.DeepEqual(old.Spec.Taints, node.Spec.Taints) ||
+		!maps.Equal(old.Labels, node.Labels)
 }
 
 // apply carries out what the cache decided. It must not be called with the

@@ -119,3 +119,24 @@ func TestTrackerAccountsAssignments(t *testing.T) {
 		t.Fatal("without the NRT API no node has zones")
 	}
 }
+
+// Only an update that gives a zone more room, adds one, or lifts
+// single-numa-node may let a waiting pod fit.
+func TestRoomGrew(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		old, nrt *nrtv1alpha2.NodeResourceTopology
+		want     bool
+	}{
+		{"a pod admitted: a zone shrinks", nrt("single-numa-node", "8", "6"), nrt("single-numa-node", "8", "2"), false},
+		{"nothing changed", nrt("single-numa-node", "8", "6"), nrt("single-numa-node", "8", "6"), false},
+		{"a pod gone: a zone grows", nrt("single-numa-node", "8", "2"), nrt("single-numa-node", "8", "6"), true},
+		{"a zone appears", nrt("single-numa-node", "8"), nrt("single-numa-node", "8", "8"), true},
+		{"single-numa-node lifted", nrt("single-numa-node", "4", "4"), nrt("best-effort", "4", "4"), true},
+		{"single-numa-node imposed", nrt("best-effort", "4", "4"), nrt("single-numa-node", "4", "4"), false},
+	} {
+		if got := roomGrew(tc.old, tc.nrt); got != tc.want {
+			t.Errorf("%s: roomGrew = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,8 +110,16 @@ func (t *Tracker) watch(ctx context.Context, client nrtclientset.Interface) {
 		}
 	}
 	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    changed,
-		UpdateFunc: func(_, o any) { changed(o) },
+		AddFunc: changed,
+		// The agent reports every pod it admits: most updates only shrink
+		// zones, and waking every waiting gang for them would be wasted.
+		UpdateFunc: func(oldObj, obj any) {
+			old, ok1 := oldObj.(*nrtv1alpha2.NodeResourceTopology)
+			nrt, ok2 := obj.(*nrtv1alpha2.NodeResourceTopology)
+			if !ok1 || !ok2 || roomGrew(old, nrt) {
+				changed(obj)
+			}
+		},
 		DeleteFunc: changed,
 	})
 	lister := inf.Lister()
@@ -155,6 +164,23 @@ func (t *Tracker) zones(node string, empty bool) ([]placement.Zone, bool) {
 		}
 	}
 	return zones, single
+}
+
+// roomGrew reports whether an NRT update may let a pod fit that did not:
+// a zone with more room, a new zone, or a policy no longer single-numa-node.
+func roomGrew(old, nrt *nrtv1alpha2.NodeResourceTopology) bool {
+	before, wasSingle := parse(old, false)
+	after, single := parse(nrt, false)
+	if wasSingle && !single {
+		return true
+	}
+	for _, z := range after {
+		i := slices.IndexFunc(before, func(b placement.Zone) bool { return b.Name == z.Name })
+		if i < 0 || z.Free.MilliCPU > before[i].Free.MilliCPU || z.Free.Memory > before[i].Free.Memory {
+			return true
+		}
+	}
+	return false
 }
 
 // parse reads the NUMA zones of an NRT object. The room of a zone is what

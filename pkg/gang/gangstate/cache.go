@@ -85,7 +85,13 @@ type Cache struct {
 	// epoch changes whenever held room changes, so that cached verdicts of
 	// failed planning attempts are not reused across such changes.
 	epoch  uint64
-	planID uint64
+	// freed counts changes that may have freed room (pods deleted or
+	// finished, nodes added or changed) and freedAt is the last: the head
+	// of the queue recomputes its reservation after them, not after every
+	// assume, which only takes room it does not hold.
+	freed   uint64
+	freedAt time.Time
+	planID  uint64
 	// ready lists, in order, gangs waiting for the bind budget.
 	ready []string
 }

@@ -348,3 +348,59 @@ func TestAssignments(t *testing.T) {
 		t.Errorf("%d named + %d more != 256 members: %q", named, n, got)
 	}
 }
+
+// The head of the queue recomputes its reservation when room may have
+// freed, not at every other pod's assume, which only takes room it does not
+// hold; a periodic recomputation catches what the cache is not told of.
+func TestHeadReservationRecomputedWhenRoomFrees(t *testing.T) {
+	f, pods := newFixture(t, 3, 3, 3)
+	logger, _ := ktesting.NewTestContext(t)
+	occupant := st.MakePod().Name("occupant").Namespace("ns").UID("occupant").Node("n2").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
+	n2 := f.nodes[2].(*framework.NodeInfo)
+	n2.AddPod(occupant)
+	if v, _ := f.c.PreFilter(pods[0], f.pg, f.nodes); v.Code == fwk.Success {
+		t.Fatalf("the gang cannot fit beside the occupant, got %+v", v)
+	}
+	head := f.c.gangs["ns/g"]
+	if len(head.reserve) != 2 {
+		t.Fatalf("the head should reserve the two free nodes, got %v", head.reserve)
+	}
+	computed := head.reservedAt
+	reservations := func() int64 { return head.reservedGen }
+	before := reservations()
+
+	// Another pod assumed: the snapshot changed, the reservation stands.
+	n2.AddPod(st.MakePod().Name("tiny").Namespace("ns").UID("tiny").Node("n2").Obj())
+	other := st.MakePod().Name("o").Namespace("ns").Obj()
+	other.CreationTimestamp = metav1.NewTime(epoch.Add(time.Hour)) // younger than the gang
+	if v, _ := f.c.PreFilterOrdinary(other, f.nodes); len(v.Held) != 2 {
+		t.Fatalf("held for the head: %v", v.Held)
+	}
+	if reservations() != before || !head.reservedAt.Equal(computed) {
+		t.Fatal("the reservation was recomputed after an assume that freed nothing")
+	}
+
+	// After headRefresh, a changed snapshot is looked at again anyway.
+	f.clock.Step(headRefresh)
+	f.c.PreFilterOrdinary(other, f.nodes)
+	if reservations() == before {
+		t.Fatal("the reservation was not recomputed after headRefresh")
+	}
+	before = reservations()
+
+	// The occupant goes: the head sees the room at the next cycle and its
+	// members are woken, now that the whole gang fits.
+	if err := n2.RemovePod(logger, occupant); err != nil {
+		t.Fatal(err)
+	}
+	f.c.PodDeleted(occupant)
+	_, eff := f.c.PreFilterOrdinary(other, f.nodes)
+	if reservations() == before || len(head.reserve) != 3 {
+		t.Fatalf("after the occupant left: reservation %v", head.reserve)
+	}
+	for _, p := range pods {
+		if eff.Activate["ns/"+p.Name] == nil {
+			t.Errorf("%s not woken though the gang now fits: %v", p.Name, eff.Activate)
+		}
+	}
+}

@@ -106,7 +106,10 @@ type gang struct {
 	coolUntil time.Time
 	// reserve is the head's reservation: room it holds per node as it frees.
 	reserve    map[string]placement.Resources
-	reserveKey snapshotKey
+	reserveKey headKey
+	// reservedAt is when the reservation was last computed.
+	reservedAt time.Time
+	reservedGen int64
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until
@@ -121,6 +124,13 @@ type snapshotKey struct {
 	nodes      int
 	epoch      uint64
 	pending    int
+}
+
+// headKey identifies what the head's reservation was computed from.
+type headKey struct {
+	freed uint64
+	epoch uint64
+	nodes int
 }
 
 // minMember is the gang's quorum.

@@ -77,16 +77,46 @@ func (c *Cache) forgetHeadLocked(g *gang) {
 	}
 }
 
+// headRefresh bounds how long the head's reservation goes without being
+// recomputed while the cluster changes, and how long after room was freed
+// it keeps being recomputed at every change: the scheduler's snapshot may
+// show a freed pod or a new node a little after the informer event told
+// the cache.
+const headRefresh = time.Second
+
+// headStaleLocked reports whether the head's reservation must be
+// recomputed. Planning the head costs a pass over every node; doing it for
+// every pod's cycle would make a waiting big gang slow down everything
+// else. Assumes only take room the head does not hold, so a reservation
+// stays valid until room frees, held room changes (epoch) or nodes come and
+// go, with a periodic recomputation for what the cache is not told of.
+func (c *Cache) headStaleLocked(head *gang, key headKey, gen int64, now time.Time) bool {
+	if head.reserveKey != key {
+		return true
+	}
+	if gen == head.reservedGen {
+		return false
+	}
+	return now.Sub(c.freedAt) < headRefresh || now.Sub(head.reservedAt) >= headRefresh
+}
+
+// roomFreedLocked records a change that may have freed room.
+func (c *Cache) roomFreedLocked() {
+	c.freed++
+	c.freedAt = c.cfg.Clock.Now()
+}
+
 // refreshHeadLocked recomputes the head gang's reservation against the
 // current snapshot, so room that frees goes to the head before any younger
 // pod can take it, and wakes the head's members when it now fits.
-func (c *Cache) refreshHeadLocked(nodes []fwk.NodeInfo, snap snapshot, now time.Time, eff *Effects) {
+func (c *Cache) refreshHeadLocked(nodes []fwk.NodeInfo, now time.Time, eff *Effects) {
 	head := c.headLocked(now, eff)
 	if head == nil {
 		return
 	}
-	key := snapshotKey{generation: snap.generation, nodes: len(nodes), epoch: c.epoch}
-	if head.reserve != nil && head.reserveKey == key {
+	key := headKey{freed: c.freed, epoch: c.epoch, nodes: len(nodes)}
+	gen := snapshotOf(nodes).generation
+	if head.reserve != nil && !c.headStaleLocked(head, key, gen, now) {
 		return
 	}
 	cen := c.censusLocked(head)
@@ -106,7 +136,7 @@ func (c *Cache) refreshHeadLocked(nodes []fwk.NodeInfo, snap snapshot, now time.
 	}
 	first := head.reserve == nil
 	head.reserve = map[string]placement.Resources{}
-	head.reserveKey = key
+	head.reserveKey, head.reservedAt, head.reservedGen = key, now, gen
 	plan, _ := placement.PlanGang(req)
 	if plan == nil {
 		// Not even one member fits any domain: nothing to reserve yet.

@@ -120,6 +120,7 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 	var eff Effects
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.roomFreedLocked()
 	delete(c.parked, pod.UID)
 	g, ok := c.gangs[podgroup.KeyOf(pod)]
 	if !ok {
@@ -142,12 +143,22 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 	return eff
 }
 
+// RoomFreed records a change that may have freed room for the head of the
+// queue: a pod finished, a node was added or changed. The scheduler's own
+// events wake the pods that wait.
+func (c *Cache) RoomFreed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roomFreedLocked()
+}
+
 // RoomChanged wakes what waits for room after a change the scheduler's
 // events do not cover (NUMA zones).
 func (c *Cache) RoomChanged() Effects {
 	var eff Effects
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.roomFreedLocked()
 	c.releaseLocked(&eff)
 	return eff
 }

@@ -44,7 +44,7 @@ func (c *Cache) PreFilterOrdinary(pod *v1.Pod, nodes []fwk.NodeInfo) (Verdict, E
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Clock.Now()
-	c.refreshHeadLocked(nodes, snapshotOf(nodes), now, &eff)
+	c.refreshHeadLocked(nodes, now, &eff)
 	r := rank{priority: corev1helpers.PodPriority(pod), created: pod.CreationTimestamp.Time, key: pod.Namespace + "/" + pod.Name}
 	return Verdict{Held: c.heldLocked("", r, now)}, eff
 }
@@ -56,8 +56,7 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Clock.Now()
-	snap := snapshotOf(nodes)
-	c.refreshHeadLocked(nodes, snap, now, &eff)
+	c.refreshHeadLocked(nodes, now, &eff)
 
 	g := c.gangFor(pg, &eff)
 	g.rank = rank{priority: corev1helpers.PodPriority(pod), created: pg.CreationTimestamp.Time, key: g.key}
@@ -101,7 +100,7 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 		}
 		return refuse(fwk.Unschedulable, beyondQuorum), eff
 	}
-	return c.planLocked(g, pod, cen, nodes, snap, now, required, preferred, &eff), eff
+	return c.planLocked(g, pod, cen, nodes, now, required, preferred, &eff), eff
 }
 
 // follow sends a member to its planned node.
@@ -135,12 +134,12 @@ func (c *Cache) toRunningLocked(g *gang, eff *Effects) {
 }
 
 // planLocked plans the whole gang against the cycle's nodes.
-func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInfo, snap snapshot, now time.Time, required, preferred string, eff *Effects) Verdict {
+func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInfo, now time.Time, required, preferred string, eff *Effects) Verdict {
 	needed := g.minMember() - cen.scheduled
 	if len(cen.pending) < needed {
 		return refuse(fwk.UnschedulableAndUnresolvable, "%d/%d members exist", cen.exist(), g.minMember())
 	}
-	key := snapshotKey{generation: snap.generation, nodes: len(nodes), epoch: c.epoch, pending: len(cen.pending)}
+	key := snapshotKey{generation: snapshotOf(nodes).generation, nodes: len(nodes), epoch: c.epoch, pending: len(cen.pending)}
 	if g.failVerdict != nil && g.failKey == key {
 		return *g.failVerdict
 	}
@@ -152,7 +151,7 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 	}
 	p, failure := placement.PlanGang(req)
 	if failure != nil {
-		v := c.unplaceableLocked(g, req, failure, nodes, snap, now, eff)
+		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
 		g.failKey, g.failVerdict = key, &v
 		return v
 	}
@@ -197,7 +196,7 @@ func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, n
 // unplaceableLocked answers a failed plan: a gang that could not fit even
 // an empty cluster is refused outright; one that only lacks free room
 // waits, and may become the head of the queue that reserves room.
-func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *placement.Failure, nodes []fwk.NodeInfo, snap snapshot, now time.Time, eff *Effects) Verdict {
+func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *placement.Failure, nodes []fwk.NodeInfo, now time.Time, eff *Effects) Verdict {
 	empty := req
 	empty.Nodes = c.planNodes(nodes, nil, true)
 	// Nodes a member avoids after a transient refusal do not make a gang
@@ -217,7 +216,7 @@ func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *place
 	msg := "gang does not fit yet: " + failure.Error()
 	c.cfg.Logger.V(3).Info("Gang waits for room", "gang", g.key, "reason", failure.Error())
 	eff.onPodGroup(g.pg, v1.EventTypeNormal, "WaitingForRoom", msg)
-	c.refreshHeadLocked(nodes, snap, now, eff)
+	c.refreshHeadLocked(nodes, now, eff)
 	return refuse(fwk.UnschedulableAndUnresolvable, "%s", msg)
 }
 
