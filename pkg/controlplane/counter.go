@@ -82,6 +82,13 @@ func requestKind(method, path string) string {
 	return RequestOtherWrite
 }
 
+// CountingKubeconfig writes a kubeconfig through which every request is
+// counted by counter, for a component run outside StartScheduler's options
+// (a child process a test manages itself). The proxy lives as long as ctx.
+func (cp *ControlPlane) CountingKubeconfig(ctx context.Context, counter *RequestCounter, kubeconfig string) error {
+	return cp.countingProxy(ctx, counter, kubeconfig)
+}
+
 // countingProxy serves the apiserver's API on a loopback port without TLS,
 // counting requests, and writes a kubeconfig for it.
 func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCounter, kubeconfig string) error {

@@ -2,6 +2,7 @@ package gang
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -33,6 +34,10 @@ type eventer struct {
 	recorder record.EventRecorder
 	pgLister pglisters.PodGroupLister
 	clock    clock.WithDelayedExecution
+	// standby, while set, drops every Event: a replica that does not lead
+	// sees the same pods and PodGroups as the leader, and must write
+	// nothing.
+	standby *atomic.Bool
 
 	mu   sync.Mutex
 	last map[string]sent
@@ -51,8 +56,17 @@ type sent struct {
 	at  time.Time
 }
 
-func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.WithDelayedExecution) *eventer {
-	return &eventer{recorder: r, pgLister: l, clock: c, last: map[string]sent{}, pending: map[string]heldEvent{}}
+func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.WithDelayedExecution, standby *atomic.Bool) *eventer {
+	if standby == nil {
+		standby = &atomic.Bool{}
+	}
+	return &eventer{recorder: r, pgLister: l, clock: c, standby: standby, last: map[string]sent{}, pending: map[string]heldEvent{}}
+}
+
+// off reports whether Events are not recorded: none to record them with,
+// or a replica that does not lead.
+func (e *eventer) off() bool {
+	return e.recorder == nil || e.standby.Load()
 }
 
 func (e *eventer) fresh(key, msg string) bool {
@@ -87,7 +101,7 @@ func (e *eventer) podGroup(namespace, name string, eventType, reason, msg string
 
 // podGroupObj records an Event on a PodGroup.
 func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
-	if e.recorder == nil || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
+	if e.off() || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
 		return
 	}
 	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)
@@ -96,7 +110,7 @@ func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg stri
 // podGroupProgress records a progress Event on a PodGroup at most every
 // progressRepeat, whatever its message.
 func (e *eventer) podGroupProgress(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
-	if e.recorder == nil {
+	if e.off() {
 		return
 	}
 	key := "pg/" + pg.Namespace + "/" + pg.Name + "/" + reason
@@ -143,7 +157,7 @@ func (e *eventer) flush(key string) {
 
 // pod records an Event on a pod.
 func (e *eventer) pod(pod *v1.Pod, eventType, reason, msg string) {
-	if e.recorder == nil || !e.fresh("pod/"+string(pod.UID)+"/"+reason, msg) {
+	if e.off() || !e.fresh("pod/"+string(pod.UID)+"/"+reason, msg) {
 		return
 	}
 	e.recorder.Event(pod, eventType, reason, msg)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -74,7 +75,17 @@ type Factory struct {
 	// profile name, for the recorders to read.
 	scheduledEvents sync.Map
 	placed          placedMembers
+	// standby is set while the scheduler waits to lead (see Standby).
+	standby atomic.Bool
 }
+
+// Standby makes the plugin record no Events until Lead is called. A
+// replica waiting for leadership runs its informers and plugins like the
+// leader, and would otherwise report every gang a second time.
+func (f *Factory) Standby() { f.standby.Store(true) }
+
+// Lead lets the plugin record Events: the scheduler leads.
+func (f *Factory) Lead() { f.standby.Store(false) }
 
 // New builds the plugin for one profile; it is a
 // frameworkruntime.PluginFactory.
@@ -87,7 +98,7 @@ func (f *Factory) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fw
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.s == nil {
-		if f.s, err = newShared(ctx, args, h, f.opts, &f.placed); err != nil {
+		if f.s, err = newShared(ctx, args, h, f); err != nil {
 			return nil, err
 		}
 	} else {
@@ -111,7 +122,8 @@ type shared struct {
 	logger klog.Logger
 }
 
-func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts options, placed *placedMembers) (*shared, error) {
+func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Factory) (*shared, error) {
+	opts := f.opts
 	logger := klog.FromContext(ctx).WithName(Name)
 	podInformer := h.SharedInformerFactory().Core().V1().Pods().Informer()
 	if err := podInformer.AddIndexers(cache.Indexers{gangstate.GangIndex: gangstate.IndexByGang}); err != nil {
@@ -139,7 +151,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 	if opts.wrapHandle != nil {
 		handle = opts.wrapHandle(h)
 	}
-	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, placed: placed, logger: logger}
+	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, placed: &f.placed, logger: logger}
 	s.cache = gangstate.New(gangstate.Config{
 		Clock:          opts.clock,
 		Pods:           podInformer.GetIndexer(),
@@ -161,7 +173,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, opts op
 		<-ctx.Done()
 		broadcaster.Shutdown()
 	}()
-	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), s.pgLister, opts.clock)
+	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), s.pgLister, opts.clock, &f.standby)
 
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err

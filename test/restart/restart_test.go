@@ -323,18 +323,34 @@ func (e *env) cleanup() {
 // well under a second, faster than a watch reports it, and a kill aimed at
 // a quarter of the pods lands after nearly all of them.
 func (e *env) writeSchedulerConfig() string {
+	return e.schedulerConfig("scheduler-config.yaml", kubeconfig, "")
+}
+
+// schedulerConfig writes the shipped configuration as writeSchedulerConfig
+// does, to file name, with the client going through kubeconfigPath; with a
+// lease name, leader election stays on, with the shipped settings, on that
+// Lease in the shipped namespace.
+func (e *env) schedulerConfig(name, kubeconfigPath, lease string) string {
 	e.t.Helper()
 	var cfg map[string]any
 	if err := yaml.Unmarshal(manifests.SchedulerConfig, &cfg); err != nil {
 		e.t.Fatal(err)
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": clientQPS, "burst": clientBurst}
-	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfigPath, "qps": clientQPS, "burst": clientBurst}
+	if lease == "" {
+		cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	} else {
+		le, ok := cfg["leaderElection"].(map[string]any)
+		if !ok || le["leaderElect"] != true {
+			e.t.Fatalf("the shipped configuration does not elect a leader: %v", cfg["leaderElection"])
+		}
+		le["resourceName"] = lease
+	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	path := filepath.Join(e.dir, "scheduler-config.yaml")
+	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -557,16 +573,22 @@ type child struct {
 	killed atomic.Bool
 }
 
-// startScheduler starts a scheduler process; its output goes to a file
-// whose tail the test log gets if the test fails.
+// startScheduler starts a scheduler process with the env's configuration;
+// its output goes to a file whose tail the test log gets if the test fails.
 func (e *env) startScheduler(name string) *child {
+	e.t.Helper()
+	return e.startSchedulerWith(name, e.config)
+}
+
+// startSchedulerWith starts a scheduler process with a configuration file.
+func (e *env) startSchedulerWith(name, config string) *child {
 	e.t.Helper()
 	c := &child{name: name, log: filepath.Join(e.dir, name+".log"), exited: make(chan struct{})}
 	f, err := os.Create(c.log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	c.cmd = exec.Command(schedulerBin, "--config="+e.config, "--secure-port=0", "--v=2")
+	c.cmd = exec.Command(schedulerBin, "--config="+config, "--secure-port=0", "--v=2")
 	c.cmd.Stdout, c.cmd.Stderr = f, f
 	// Should this test process die first, the kernel kills the child.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -110,6 +111,11 @@ func Setup(ctx context.Context, opts *options.Options, f *gang.Factory) (*schedu
 		return nil, nil, err
 	}
 	cc := c.Complete()
+	if cc.LeaderElection != nil {
+		// Until this replica leads, the plugin writes nothing.
+		f.Standby()
+		cc.LeaderElection.Lock = &leadershipLock{Interface: cc.LeaderElection.Lock, onLead: f.Lead}
+	}
 	recorders := f.Recorders(func(profile string) events.EventRecorderLogger {
 		return cc.EventBroadcaster.NewRecorder(profile)
 	})
@@ -140,4 +146,31 @@ func Setup(ctx context.Context, opts *options.Options, f *gang.Factory) (*schedu
 		return nil, nil, err
 	}
 	return &cc, sched, nil
+}
+
+// leadershipLock tells the plugin when this replica has taken the lease:
+// kube-scheduler's Run owns the leader election callbacks, so the lock is
+// where a successful acquisition can be seen. Losing the lease ends the
+// process (kube-scheduler exits), so only the first acquisition matters.
+type leadershipLock struct {
+	resourcelock.Interface
+	onLead func()
+}
+
+func (l *leadershipLock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, ler)
+	l.acquired(ler, err)
+	return err
+}
+
+func (l *leadershipLock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, ler)
+	l.acquired(ler, err)
+	return err
+}
+
+func (l *leadershipLock) acquired(ler resourcelock.LeaderElectionRecord, err error) {
+	if err == nil && ler.HolderIdentity == l.Identity() {
+		l.onLead()
+	}
 }
