@@ -33,17 +33,8 @@ type Scheduler struct {
 type SchedulerOption func(*schedulerOptions)
 
 type schedulerOptions struct {
-	counter        *RequestCounter
-	featureGates   string
-	leaderElection bool
-}
-
-// WithLeaderElection keeps the configuration's leader election (on a Lease
-// in the configuration's resourceNamespace, which the caller creates)
-// instead of turning it off, for a scheduler that must compete with
-// others for the lease.
-func WithLeaderElection() SchedulerOption {
-	return func(o *schedulerOptions) { o.leaderElection = true }
+	counter      *RequestCounter
+	featureGates string
 }
 
 // CountRequests sends the scheduler's API requests through a proxy that
@@ -121,21 +112,19 @@ func (cp *ControlPlane) prepareScheduler(ctx context.Context, configYAML []byte,
 			return so, "", err
 		}
 	}
-	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig, so.leaderElection)
+	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
 	return so, configFile, err
 }
 
 // writeSchedulerConfig writes the configuration with its client connection
-// pointed at kubeconfig and, unless keepLeaderElection, leader election off.
-func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string, keepLeaderElection bool) (string, error) {
+// pointed at kubeconfig and leader election off.
+func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
 		return "", fmt.Errorf("decoding scheduler config: %w", err)
 	}
 	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 10000}
-	if !keepLeaderElection {
-		cfg["leaderElection"] = map[string]any{"leaderElect": false}
-	}
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "", err

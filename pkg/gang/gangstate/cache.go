@@ -84,7 +84,7 @@ type Cache struct {
 	parked map[types.UID]*v1.Pod
 	// epoch changes whenever held room changes, so that cached verdicts of
 	// failed planning attempts are not reused across such changes.
-	epoch  uint64
+	epoch uint64
 	// freed counts changes that may have freed room (pods deleted or
 	// finished, nodes added or changed) and freedAt is the last: the head
 	// of the queue recomputes its reservation after them, not after every

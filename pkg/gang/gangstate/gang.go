@@ -108,7 +108,7 @@ type gang struct {
 	reserve    map[string]placement.Resources
 	reserveKey headKey
 	// reservedAt is when the reservation was last computed.
-	reservedAt time.Time
+	reservedAt  time.Time
 	reservedGen int64
 
 	// failKey and failVerdict remember the last failed planning attempt, so
