@@ -1,7 +1,10 @@
 package placement
 
 import (
+	"cmp"
+	"container/heap"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -156,48 +159,30 @@ func PlanGang(req Request) (*Plan, *Failure) {
 		return p.planWithin(p.all(), Domain{})
 	}
 	var bestFailure *Failure
-	var largest []int // the roomiest domain skipped without planning
-	var largestFree int64
+	var largest *domain // the roomiest domain skipped without planning
 	domains := 0
 	for _, level := range levels {
 		if level == "" {
-			plan, f := p.planWithin(p.all(), Domain{})
-			if plan != nil {
-				return plan, nil
-			}
-			return nil, f
+			return p.planWithin(p.all(), Domain{})
 		}
-		var best *Plan
-		var bestLeft int64
 		groups := p.domainsOf(level)
 		domains = len(groups)
-		for _, d := range groups {
-			if req.Needed > 0 && !p.mayHold(d.nodes) {
-				if f := p.freeCPU(d.nodes); largest == nil || f > largestFree {
-					largest, largestFree = d.nodes, f
-				}
-				continue
-			}
-			plan, f := p.planWithin(d.nodes, Domain{Level: level, Value: d.value})
-			if plan == nil {
-				if bestFailure == nil || f.Placed > bestFailure.Placed {
-					bestFailure = f
-				}
-				continue
-			}
-			left := p.roomLeft(d.nodes, plan)
-			if best == nil || (req.Needed == 0 && len(plan.NodeOf) > len(best.NodeOf)) ||
-				(len(plan.NodeOf) == len(best.NodeOf) && left < bestLeft) {
-				best, bestLeft = plan, left
-			}
+		plan, f, skipped := p.planLevel(level, groups)
+		if plan != nil {
+			return plan, nil
 		}
-		if best != nil {
-			return best, nil
+		// Across levels the first failure that placed the most wins, as
+		// does the first roomiest skipped domain.
+		if f != nil && (bestFailure == nil || f.Placed > bestFailure.Placed) {
+			bestFailure = f
+		}
+		if skipped != nil && (largest == nil || skipped.freeCPU > largest.freeCPU) {
+			largest = skipped
 		}
 	}
 	if bestFailure == nil && largest != nil {
 		// Every domain was too small to try: explain with the roomiest.
-		_, bestFailure = p.planWithin(largest, Domain{})
+		_, bestFailure = p.planWithin(largest.nodes, Domain{})
 	}
 	if bestFailure == nil {
 		bestFailure = &Failure{Needed: req.Needed}
@@ -208,18 +193,48 @@ func PlanGang(req Request) (*Plan, *Failure) {
 	return nil, bestFailure
 }
 
-// planner holds what every domain attempt shares: member order and the
-// per-node verdicts of their static predicates.
+// planner holds what every domain attempt shares: member order, the runs of
+// alike members along it, the per-node verdicts of their static predicates,
+// and buffers that each attempt reuses.
 type planner struct {
 	req   Request
 	order []int
 	cons  []*constraints
+	// objs caches each node's object: Info.Node() is an interface call, and
+	// the hot loops ask for it per node per member. names caches their names
+	// next to each other, as the best-fit tie-break compares them a lot
+	// among alike nodes.
+	objs  []*v1.Node
+	names []string
+	// runs group consecutive members of order alike in request and
+	// constraints; runAt maps a position in order to its run.
+	runs  []run
+	runAt []int
+	// need is what the Needed largest members request together, cpuAll the
+	// CPU all members request: bounds that let whole domains be skipped.
+	need   Resources
+	cpuAll int64
+	// index numbers a level's label values; see domainsOf.
+	index map[string]int32
+	// scratch is the running state of the current attempt; its buffers
+	// are reused across domains.
+	scratch placing
 }
 
 func newPlanner(req Request) *planner {
-	p := &planner{req: req, order: sortedBySize(req.Members), cons: make([]*constraints, len(req.Members))}
+	p := &planner{req: req, order: sortedBySize(req.Members), cons: make([]*constraints, len(req.Members)),
+		objs: make([]*v1.Node, len(req.Nodes)), names: make([]string, len(req.Nodes))}
+	for i := range req.Nodes {
+		if n := req.Nodes[i].Info.Node(); n != nil {
+			p.objs[i], p.names[i] = n, n.Name
+		}
+	}
 	byKey := map[string]*constraints{}
 	for i := range req.Members {
+		if i > 0 && samePredicates(&req.Members[i], &req.Members[i-1]) {
+			p.cons[i] = p.cons[i-1]
+			continue
+		}
 		k := constraintKey(req.Members[i].Pod, req.Members[i].Avoid)
 		c, ok := byKey[k]
 		if !ok {
@@ -228,10 +243,32 @@ func newPlanner(req Request) *planner {
 		}
 		p.cons[i] = c
 	}
+	p.runs, p.runAt = runsOf(req.Members, p.cons, p.order)
+	for pos, mi := range p.order {
+		r := &req.Members[mi].Request
+		if pos < req.Needed {
+			p.need.MilliCPU += r.MilliCPU
+			p.need.Memory += r.Memory
+			p.need.Pods += r.Pods
+		}
+		p.cpuAll += max(r.MilliCPU, 0)
+	}
+	p.scratch.planner = p
 	return p
 }
 
-func (p *planner) node(i int) *v1.Node { return p.req.Nodes[i].Info.Node() }
+func (p *planner) node(i int) *v1.Node { return p.objs[i] }
+
+// label returns node i's value of a topology label; a node without an
+// object carries none.
+func (p *planner) label(i int, level string) (string, bool) {
+	n := p.objs[i]
+	if n == nil {
+		return "", false
+	}
+	v, ok := n.Labels[level]
+	return v, ok
+}
 
 func (p *planner) all() []int {
 	out := make([]int, len(p.req.Nodes))
@@ -256,7 +293,7 @@ func (p *planner) levels() []string {
 	var present []string
 	for _, l := range p.req.Levels {
 		for i := range p.req.Nodes {
-			if _, ok := p.node(i).Labels[l]; ok {
+			if _, ok := p.label(i, l); ok {
 				present = append(present, l)
 				break
 			}
@@ -283,115 +320,94 @@ func (p *planner) levels() []string {
 	return append(out, "")
 }
 
-type domain struct {
-	value string
-	nodes []int
-}
-
-// domainsOf groups nodes by their value of a level label, sorted by value.
-func (p *planner) domainsOf(level string) []domain {
-	byValue := map[string][]int{}
-	for i := range p.req.Nodes {
-		if v, ok := p.node(i).Labels[level]; ok {
-			byValue[v] = append(byValue[v], i)
-		}
-	}
-	out := make([]domain, 0, len(byValue))
-	for v, nodes := range byValue {
-		out = append(out, domain{value: v, nodes: nodes})
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].value < out[b].value })
-	return out
-}
-
-// mayHold is a cheap necessary condition: the domain's summed free room
-// covers the members that must be placed.
-func (p *planner) mayHold(nodes []int) bool {
-	var free, need Resources
-	for _, ni := range nodes {
-		free.MilliCPU += max(p.req.Nodes[ni].Free.MilliCPU, 0)
-		free.Memory += max(p.req.Nodes[ni].Free.Memory, 0)
-		free.Pods += max(p.req.Nodes[ni].Free.Pods, 0)
-	}
-	for i, mi := range p.order {
-		if i >= p.req.Needed {
-			break
-		}
-		r := p.req.Members[mi].Request
-		need.MilliCPU += r.MilliCPU
-		need.Memory += r.Memory
-		need.Pods += r.Pods
-	}
-	return need.MilliCPU <= free.MilliCPU && need.Memory <= free.Memory && need.Pods <= free.Pods
-}
-
-func (p *planner) freeCPU(nodes []int) int64 {
-	var free int64
-	for _, ni := range nodes {
-		free += p.req.Nodes[ni].Free.MilliCPU
-	}
-	return free
-}
-
-// roomLeft is the CPU a domain has left once the plan is placed.
-func (p *planner) roomLeft(nodes []int, plan *Plan) int64 {
-	var left int64
-	for _, ni := range nodes {
-		left += p.req.Nodes[ni].Free.MilliCPU
-	}
-	for mi := range plan.NodeOf {
-		left -= p.req.Members[mi].Request.MilliCPU
-	}
-	return left
-}
-
 // placing is one attempt's running state: room left per node and zone,
 // indexed by position in nodes (the domain), so a one-node domain costs
-// one node's worth of memory, not the cluster's.
+// one node's worth of work, not the cluster's.
 type placing struct {
 	*planner
 	nodes []int
-	local map[int]int // node index in the request -> position in nodes
 	free  []Resources
-	zones [][]Resources
-	used  []bool
+	// zoneBuf holds the zones of all the domain's nodes, those of the li-th
+	// node at zoneAt[li] up to zoneAt[li+1]; see zones.
+	zoneBuf []Resources
+	zoneAt  []int
+	used    []bool
+	// opened lists the positions of the nodes the plan uses, in the order
+	// opened; roomy those of them that may still take members of run
+	// roomyRun (see usedNodeFor).
+	opened   []int
+	roomy    []int
+	roomyRun int
+	// caps[li] is how many members of run capsRun the li-th node could take
+	// while unused, or -1 when it takes none of them; maxCap is the most of
+	// them; see loadCaps.
+	caps    []int64
+	capsRun int
+	maxCap  int64
+	// queue orders the nodes that take members of run queueRun; see
+	// popRoomiest.
+	queue    roomiestQueue
+	queueRun int
+}
+
+// reset readies the scratch state for a domain: the room of its nodes and
+// of their NUMA zones, copied from the request so that the plan never
+// writes to the caller's values.
+func (s *placing) reset(nodes []int) {
+	n := len(nodes)
+	s.nodes = nodes
+	s.free = resize(s.free, n)
+	s.used = resize(s.used, n)
+	s.caps = resize(s.caps, n)
+	s.opened, s.roomy = s.opened[:0], s.roomy[:0]
+	s.capsRun, s.queueRun, s.roomyRun = -1, -1, -1
+	total := 0
+	for li, ni := range nodes {
+		s.free[li] = s.req.Nodes[ni].Free
+		s.used[li] = false
+		total += len(s.req.Nodes[ni].Zones)
+	}
+	s.zoneBuf = resize(s.zoneBuf, total)
+	s.zoneAt = resize(s.zoneAt, n+1)
+	at := 0
+	for li, ni := range nodes {
+		s.zoneAt[li] = at
+		for _, z := range s.req.Nodes[ni].Zones {
+			s.zoneBuf[at] = z.Free
+			at++
+		}
+	}
+	s.zoneAt[n] = at
+}
+
+// zones returns the running room of the domain's li-th node's NUMA zones,
+// in the order of the request's Zones; empty when they are not known.
+func (s *placing) zones(li int) []Resources {
+	return s.zoneBuf[s.zoneAt[li]:s.zoneAt[li+1]]
+}
+
+// resize returns buf with length n, reallocating only when it is too
+// small. The contents are left for the caller to overwrite.
+func resize[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
 }
 
 func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 	req := p.req
-	s := &placing{planner: p, nodes: nodes, local: make(map[int]int, len(nodes)), free: make([]Resources, len(nodes)), zones: make([][]Resources, len(nodes)), used: make([]bool, len(nodes))}
-	for li, ni := range nodes {
-		s.free[li] = req.Nodes[ni].Free
-		s.local[ni] = li
-	}
+	s := &p.scratch
+	s.reset(nodes)
 	plan := &Plan{NodeOf: make(map[int]int, len(req.Members)), Domain: dom}
 	var failure *Failure
 	placed := 0
 	for pos, mi := range p.order {
 		m := &req.Members[mi]
 		c := p.cons[mi]
-		best, bestZone := -1, -1
-		var bestLeft Resources
-		// A node the plan already uses: one NUMA zone first, then the one
-		// left fullest.
-		for _, ni := range plan.NodesUsed {
-			li := s.local[ni]
-			if !c.admits(ni, p.node(ni), req.Options) {
-				continue
-			}
-			ok, zone := s.fits(li, m)
-			if !ok {
-				continue
-			}
-			left := s.free[li]
-			left.Sub(&m.Request)
-			oneZone, bestOne := zone >= 0, bestZone >= 0
-			if best < 0 || (oneZone && !bestOne) || (oneZone == bestOne && tighter(&left, &bestLeft)) {
-				best, bestZone, bestLeft = li, zone, left
-			}
-		}
+		best := s.usedNodeFor(pos)
 		if best < 0 {
-			best = s.openNode(p.order[pos:])
+			best = s.openNode(pos)
 		}
 		if best < 0 {
 			if failure == nil {
@@ -405,7 +421,8 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 		}
 		if !s.used[best] {
 			s.used[best] = true
-			plan.NodesUsed = append(plan.NodesUsed, nodes[best])
+			s.opened = append(s.opened, best)
+			s.roomy = append(s.roomy, best)
 		}
 		if zones := s.take(best, m); len(zones) > 0 {
 			if plan.ZonesOf == nil {
@@ -423,21 +440,47 @@ func (p *planner) planWithin(nodes []int, dom Domain) (*Plan, *Failure) {
 		failure.Needed, failure.Placed = req.Needed, placed
 		return nil, failure
 	}
+	for _, li := range s.opened {
+		plan.NodesUsed = append(plan.NodesUsed, nodes[li])
+	}
 	return plan, nil
 }
 
-// zonesOf returns the running room of a node's NUMA zones, copied from the
-// request on first use.
-func (s *placing) zonesOf(li int) []Resources {
-	ni := s.nodes[li]
-	if s.zones[li] == nil && len(s.req.Nodes[ni].Zones) > 0 {
-		z := make([]Resources, len(s.req.Nodes[ni].Zones))
-		for i, zone := range s.req.Nodes[ni].Zones {
-			z[i] = zone.Free
-		}
-		s.zones[li] = z
+// usedNodeFor picks, among the nodes the plan already uses, the one for
+// the member at position pos: one that gives it a single NUMA zone first,
+// then the one left fullest. It returns -1 when none has room.
+//
+// Room only shrinks, so a used node that cannot take a member cannot take
+// the rest of its run either: it is dropped from roomy until the next run,
+// which keeps a gang of one member per node linear rather than quadratic.
+func (s *placing) usedNodeFor(pos int) int {
+	mi := s.order[pos]
+	m, c := &s.req.Members[mi], s.cons[mi]
+	if ri := s.runAt[pos]; s.roomyRun != ri {
+		s.roomyRun = ri
+		s.roomy = append(s.roomy[:0], s.opened...)
 	}
-	return s.zones[li]
+	best, bestZone := -1, -1
+	roomy := s.roomy[:0]
+	for _, li := range s.roomy {
+		ni := s.nodes[li]
+		if !c.admits(ni, s.node(ni), s.req.Options) {
+			continue
+		}
+		ok, zone := s.fits(li, m)
+		if !ok {
+			continue
+		}
+		roomy = append(roomy, li)
+		// m takes the same from whichever node: the one left fullest is
+		// the one with the least room now.
+		oneZone, bestOne := zone >= 0, bestZone >= 0
+		if best < 0 || (oneZone && !bestOne) || (oneZone == bestOne && tighter(&s.free[li], &s.free[best])) {
+			best, bestZone = li, zone
+		}
+	}
+	s.roomy = roomy
+	return best
 }
 
 // fits reports whether member m fits the domain's li-th node now, and the
@@ -446,8 +489,7 @@ func (s *placing) fits(li int, m *Member) (bool, int) {
 	if !s.free[li].Fits(&m.Request) {
 		return false, -1
 	}
-	ni := s.nodes[li]
-	zones := s.zonesOf(li)
+	zones := s.zones(li)
 	if m.NUMA == nil || len(zones) == 0 {
 		return true, -1
 	}
@@ -456,7 +498,7 @@ func (s *placing) fits(li int, m *Member) (bool, int) {
 	}
 	// Kubelet would refuse the pod (TopologyAffinityError) where it must fit
 	// one zone and none has room; elsewhere it spans zones.
-	return !s.req.Nodes[ni].SingleNUMA, -1
+	return !s.req.Nodes[s.nodes[li]].SingleNUMA, -1
 }
 
 // bestZone is the zone left with the least CPU that still fits need, or -1.
@@ -483,7 +525,7 @@ func zoneFits(zone, need *Resources) bool {
 // takes.
 func (s *placing) take(li int, m *Member) []string {
 	s.free[li].Sub(&m.Request)
-	zones := s.zonesOf(li)
+	zones := s.zones(li)
 	if m.NUMA == nil || len(zones) == 0 {
 		return nil
 	}
@@ -517,81 +559,223 @@ func (s *placing) take(li int, m *Member) []string {
 }
 
 // openNode picks the unused node that takes the longest run of the members
-// still to place, breaking ties by the least room left (best fit), then by
-// name. It returns -1 when no unused node takes the first of them.
-func (s *placing) openNode(rest []int) int {
-	req := s.req
-	runs := runsOf(req.Members, s.cons, rest)
-	first := &req.Members[rest[0]]
-	best, bestRun := -1, 0
-	var bestLeft Resources
-	for li, ni := range s.nodes {
-		if s.used[li] || !s.cons[rest[0]].admits(ni, s.node(ni), req.Options) {
+// from position pos on, breaking ties by the least room left (best fit),
+// then by name. It returns -1 when no unused node takes the member at pos.
+//
+// Two nodes that take equally many members take the same members (the runs
+// are taken in order, each whole before the next), so their room left
+// differs exactly as their free room does: the tie-break compares free
+// room, which for an unused node never changes.
+func (s *placing) openNode(pos int) int {
+	ri := s.runAt[pos]
+	s.loadCaps(ri)
+	if count := int64(s.runs[ri].end - pos); s.maxCap < count {
+		// No node holds the rest of the run: each takes what it holds, so
+		// the pick is the first in a fixed order, kept in a queue rather
+		// than found by a pass over the domain per node opened (a gang of
+		// one member per node would cost members x nodes).
+		return s.popRoomiest(ri)
+	}
+	best, bestRun := -1, int64(0)
+	for li := range s.nodes {
+		if s.used[li] || s.caps[li] < 0 {
 			continue
 		}
-		if ok, _ := s.fits(li, first); !ok {
-			continue
-		}
-		left := s.free[li]
-		run := 0
-		for _, r := range runs {
-			if !r.cons.admits(ni, s.node(ni), req.Options) {
-				break
-			}
-			k := min(int64(r.count), left.copies(r.req))
-			numa := r.numa != nil && len(req.Nodes[ni].Zones) > 0
-			if numa && req.Nodes[ni].SingleNUMA {
-				k = min(k, zoneCopies(s.zonesOf(li), r.numa))
-			}
-			left.subTimes(r.req, k)
-			run += int(k)
-			if int(k) < r.count || numa {
-				// Zones are not tracked across runs: stop at the first one
-				// that needs them.
-				break
-			}
-		}
-		better := best < 0 || run > bestRun ||
-			(run == bestRun && (tighter(&left, &bestLeft) ||
-				(!tighter(&bestLeft, &left) && s.node(ni).Name < s.node(s.nodes[best]).Name)))
-		if better {
-			best, bestRun, bestLeft = li, run, left
+		run := s.runOn(li, pos)
+		if best < 0 || run > bestRun || (run == bestRun && s.tighterNode(li, best)) {
+			best, bestRun = li, run
 		}
 	}
 	return best
 }
 
+// loadCaps computes caps for the members of run ri: which unused nodes
+// pass their predicates and fit one of them, and how many each could take.
+// An unused node's room does not change, so one pass over the domain serves
+// every node opened while the run lasts.
+func (s *placing) loadCaps(ri int) {
+	if s.capsRun == ri {
+		return
+	}
+	s.capsRun, s.maxCap = ri, -1
+	r := &s.runs[ri]
+	for li, ni := range s.nodes {
+		s.caps[li] = -1
+		if s.used[li] || !r.cons.admits(ni, s.node(ni), s.req.Options) {
+			continue
+		}
+		if ok, _ := s.fits(li, r.member); ok {
+			s.caps[li] = s.copiesOn(li, r.member, &s.free[li])
+			s.maxCap = max(s.maxCap, s.caps[li])
+		}
+	}
+}
+
+// popRoomiest picks, among the unused nodes that take members of run ri,
+// the one that takes the most, the tightest first; -1 when there is none.
+// The queue is built on first use in a run; the node picked is opened.
+func (s *placing) popRoomiest(ri int) int {
+	q := &s.queue
+	if s.queueRun != ri {
+		s.queueRun = ri
+		q.s, q.lis = s, slices.Grow(q.lis[:0], len(s.nodes))
+		for li := range s.nodes {
+			if !s.used[li] && s.caps[li] >= 0 {
+				q.lis = append(q.lis, li)
+			}
+		}
+		heap.Init(q)
+	}
+	for q.Len() > 0 {
+		if li := q.pop(); !s.used[li] {
+			return li
+		}
+	}
+	return -1
+}
+
+// roomiestQueue orders nodes by how many members of the current run they
+// take, most first, then tightest first: the order openNode picks in.
+type roomiestQueue struct {
+	s   *placing
+	lis []int
+}
+
+func (q *roomiestQueue) Len() int { return len(q.lis) }
+func (q *roomiestQueue) Less(i, j int) bool {
+	a, b := q.lis[i], q.lis[j]
+	if q.s.caps[a] != q.s.caps[b] {
+		return q.s.caps[a] > q.s.caps[b]
+	}
+	return q.s.tighterNode(a, b)
+}
+func (q *roomiestQueue) Swap(i, j int) { q.lis[i], q.lis[j] = q.lis[j], q.lis[i] }
+func (q *roomiestQueue) Push(x any)    { q.lis = append(q.lis, x.(int)) }
+func (q *roomiestQueue) Pop() any {
+	li := q.lis[len(q.lis)-1]
+	q.lis = q.lis[:len(q.lis)-1]
+	return li
+}
+
+// pop takes the top off as heap.Pop does, without boxing it in an
+// interface (an allocation per node opened).
+func (q *roomiestQueue) pop() int {
+	li, last := q.lis[0], len(q.lis)-1
+	q.lis[0] = q.lis[last]
+	q.lis = q.lis[:last]
+	if last > 0 {
+		heap.Fix(q, 0)
+	}
+	return li
+}
+
+// copiesOn is how many members like m fit into room left of the li-th
+// node, each in one NUMA zone where the node's policy demands it. The
+// zones are the unused node's, untouched by the plan.
+func (s *placing) copiesOn(li int, m *Member, left *Resources) int64 {
+	k := left.copies(&m.Request)
+	if m.NUMA != nil && len(s.zones(li)) > 0 && s.req.Nodes[s.nodes[li]].SingleNUMA {
+		k = min(k, zoneCopies(s.zones(li), m.NUMA))
+	}
+	return k
+}
+
+// runOn is how many of the members from position pos on the unused li-th
+// node takes if opened now: as many of the first run as it holds, and when
+// it holds all of them, on into the next runs. Zones are not tracked across
+// runs, so it stops after the first run that needs them.
+func (s *placing) runOn(li, pos int) int64 {
+	first := s.runAt[pos]
+	var left Resources
+	var taken int64
+	for ri := first; ri < len(s.runs); ri++ {
+		r := &s.runs[ri]
+		count := int64(r.end - max(r.start, pos))
+		var k int64
+		if ri == first {
+			k = min(count, s.caps[li])
+		} else {
+			if !r.cons.admits(s.nodes[li], s.node(s.nodes[li]), s.req.Options) {
+				break
+			}
+			k = min(count, s.copiesOn(li, r.member, &left))
+		}
+		taken += k
+		if k < count || (r.member.NUMA != nil && len(s.zones(li)) > 0) || ri == len(s.runs)-1 {
+			break
+		}
+		if ri == first {
+			left = s.free[li]
+		}
+		left.subTimes(&r.member.Request, k)
+	}
+	return taken
+}
+
+// tighterNode reports whether the unused node at a is a tighter fit than
+// the one at b: less CPU free, then less memory, then the smaller name,
+// then the earlier in the domain.
+func (s *placing) tighterNode(a, b int) bool {
+	fa, fb := &s.free[a], &s.free[b]
+	if tighter(fa, fb) {
+		return true
+	}
+	if tighter(fb, fa) {
+		return false
+	}
+	if na, nb := s.names[s.nodes[a]], s.names[s.nodes[b]]; na != nb {
+		return na < nb
+	}
+	return a < b
+}
+
 // zoneCopies is how many members needing need fit the zones, each in one.
+// A need of nothing fits unboundedly often: the sum saturates rather than
+// overflow to a negative count.
 func zoneCopies(zones []Resources, need *Resources) int64 {
+	const unbounded = int64(1) << 62 // as copies returns for no request
 	var n int64
 	for i := range zones {
 		c := Resources{MilliCPU: need.MilliCPU, Memory: need.Memory}
-		n += zones[i].copies(&c)
+		k := zones[i].copies(&c)
+		if k >= unbounded-n {
+			return unbounded
+		}
+		n += k
 	}
 	return n
 }
 
-// run is a stretch of consecutive members with the same request and
-// constraints: a node takes as many of them as its room divides into, so
-// one division replaces a fit check per member.
+// run is a stretch of consecutive members (positions start to end in the
+// member order) with the same request and constraints: a node takes as
+// many of them as its room divides into, so one division replaces a fit
+// check per member.
 type run struct {
-	req   *Resources
-	numa  *Resources
-	cons  *constraints
-	count int
+	member     *Member // the first; the others ask the same
+	cons       *constraints
+	start, end int
 }
 
-func runsOf(members []Member, cons []*constraints, rest []int) []run {
+// runsOf splits the member order into runs, and maps each position to its
+// run. The runs of the members still to place are a suffix of these, the
+// first one shortened, so they are computed once per plan.
+func runsOf(members []Member, cons []*constraints, order []int) ([]run, []int) {
 	var runs []run
-	for _, mi := range rest {
+	runAt := make([]int, len(order))
+	for pos, mi := range order {
 		m := &members[mi]
-		if n := len(runs); n > 0 && runs[n-1].cons == cons[mi] && sameRequest(runs[n-1].req, &m.Request) && sameNUMA(runs[n-1].numa, m.NUMA) {
-			runs[n-1].count++
-			continue
+		if n := len(runs); n > 0 {
+			last := &runs[n-1]
+			if last.cons == cons[mi] && sameRequest(&last.member.Request, &m.Request) && sameNUMA(last.member.NUMA, m.NUMA) {
+				last.end = pos + 1
+				runAt[pos] = n - 1
+				continue
+			}
 		}
-		runs = append(runs, run{req: &m.Request, numa: m.NUMA, cons: cons[mi], count: 1})
+		runs = append(runs, run{member: m, cons: cons[mi], start: pos, end: pos + 1})
+		runAt[pos] = len(runs) - 1
 	}
-	return runs
+	return runs, runAt
 }
 
 func sameNUMA(a, b *Resources) bool {
@@ -653,15 +837,15 @@ func sortedBySize(members []Member) []int {
 	for i := range order {
 		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool {
-		ra, rb := &members[order[a]].Request, &members[order[b]].Request
-		if ra.MilliCPU != rb.MilliCPU {
-			return ra.MilliCPU > rb.MilliCPU
+	slices.SortStableFunc(order, func(a, b int) int {
+		ra, rb := &members[a].Request, &members[b].Request
+		if c := cmp.Compare(rb.MilliCPU, ra.MilliCPU); c != 0 {
+			return c
 		}
-		if ra.Memory != rb.Memory {
-			return ra.Memory > rb.Memory
+		if c := cmp.Compare(rb.Memory, ra.Memory); c != 0 {
+			return c
 		}
-		return members[order[a]].Pod.Name < members[order[b]].Pod.Name
+		return strings.Compare(members[a].Pod.Name, members[b].Pod.Name)
 	})
 	return order
 }

@@ -92,3 +92,31 @@ func BenchmarkPlanGangTopology(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPlanGangWholeNodes plans a gang whose members each take a whole
+// node (8 GPUs), the shape of large training jobs: as many nodes are opened
+// as there are members.
+func BenchmarkPlanGangWholeNodes(b *testing.B) {
+	const gpu = v1.ResourceName("nvidia.com/gpu")
+	nodes := benchCluster(5000)
+	for i := range nodes {
+		nodes[i].Free.Scalar = map[v1.ResourceName]int64{gpu: 8}
+	}
+	ms := members("w", 256, "4", "8Gi")
+	for i := range ms {
+		ms[i].Request.Scalar = map[v1.ResourceName]int64{gpu: 8}
+	}
+	req := Request{Nodes: nodes, Members: ms, Needed: len(ms)}
+	b.Run("nodes=5000/gang=256", func(b *testing.B) {
+		b.ReportAllocs()
+		var used int
+		for b.Loop() {
+			p, f := PlanGang(req)
+			if f != nil {
+				b.Fatal(f)
+			}
+			used = len(p.NodesUsed)
+		}
+		b.ReportMetric(float64(used), "nodes/gang")
+	})
+}

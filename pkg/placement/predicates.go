@@ -3,6 +3,7 @@ package placement
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -35,17 +36,16 @@ type constraints struct {
 	pod      *v1.Pod
 	avoid    sets.Set[string]
 	affinity nodeaffinity.RequiredNodeAffinity
-	// verdict per node index: 0 unknown, 1 fits, 2 refused.
+	// verdict per node index: 0 unknown, 1 fits, 2 refused. reason says
+	// why, for refused nodes; it is allocated on the first refusal, as most
+	// gangs are refused by few nodes or none.
 	verdict []uint8
 	reason  []string
 }
 
 // constraintKey identifies pods whose node predicates are identical.
 func constraintKey(pod *v1.Pod, avoid sets.Set[string]) string {
-	var aff *v1.NodeAffinity
-	if pod.Spec.Affinity != nil {
-		aff = pod.Spec.Affinity.NodeAffinity
-	}
+	aff := nodeAffinityOf(pod)
 	if len(pod.Spec.NodeSelector) == 0 && aff == nil && len(pod.Spec.Tolerations) == 0 && avoid.Len() == 0 {
 		return ""
 	}
@@ -62,13 +62,34 @@ func constraintKey(pod *v1.Pod, avoid sets.Set[string]) string {
 	return string(b)
 }
 
+// samePredicates reports whether two members bring the same node
+// predicates, so that they may share constraints. Members of a gang usually
+// come from one template, and real pods carry tolerations (the default
+// not-ready and unreachable ones): comparing a member with the one before it
+// is much cheaper than encoding its key.
+func samePredicates(a, b *Member) bool {
+	// DeepEqual is handed pointers: a slice passed by value would be
+	// copied to the heap on every call.
+	sa, sb := &a.Pod.Spec, &b.Pod.Spec
+	return a.Avoid.Equal(b.Avoid) &&
+		reflect.DeepEqual(sa.NodeSelector, sb.NodeSelector) &&
+		reflect.DeepEqual(nodeAffinityOf(a.Pod), nodeAffinityOf(b.Pod)) &&
+		reflect.DeepEqual(&sa.Tolerations, &sb.Tolerations)
+}
+
+func nodeAffinityOf(pod *v1.Pod) *v1.NodeAffinity {
+	if pod.Spec.Affinity == nil {
+		return nil
+	}
+	return pod.Spec.Affinity.NodeAffinity
+}
+
 func newConstraints(pod *v1.Pod, avoid sets.Set[string], nodes int) *constraints {
 	return &constraints{
 		pod:      pod,
 		avoid:    avoid,
 		affinity: nodeaffinity.GetRequiredNodeAffinity(pod),
 		verdict:  make([]uint8, nodes),
-		reason:   make([]string, nodes),
 	}
 }
 
@@ -88,6 +109,9 @@ func (c *constraints) admits(i int, node *v1.Node, opts Options) bool {
 	if r == "" {
 		c.verdict[i] = 1
 		return true
+	}
+	if c.reason == nil {
+		c.reason = make([]string, len(c.verdict))
 	}
 	c.verdict[i], c.reason[i] = 2, r
 	return false
