@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	v1helper "k8s.io/component-helpers/scheduling/corev1"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
 	"k8s.io/utils/clock"
@@ -161,7 +163,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		BindBudget:     int(*args.BindBudget),
 		Levels:         args.TopologyLevels,
 		Placement: placement.Options{
-			EnableTaintComparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
+			EnableTaintComparisonOperators: compareTaints(),
 		},
 		Zones:  s.topo,
 		Apply:  func(eff gangstate.Effects) { s.apply(logger, eff) },
@@ -262,20 +264,82 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 		return fmt.Errorf("watching pods: %w", err)
 	}
 	// A new node, or one that can take more, may hold the head of the
-	// queue; status heartbeats change nothing.
+	// queue; status heartbeats change nothing. A node that can no longer
+	// take pods must not keep the plans that put members on it.
 	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { s.cache.RoomFreed() },
 		UpdateFunc: func(oldObj, obj any) {
 			old, ok1 := oldObj.(*v1.Node)
 			node, ok2 := obj.(*v1.Node)
-			if ok1 && ok2 && nodeRoomChanged(old, node) {
+			if !ok1 || !ok2 {
+				return
+			}
+			if why, refuses := nodeLost(s.logger, old, node); why != "" {
+				s.apply(s.logger, s.cache.NodeLost(node.Name, why, refuses))
+			}
+			if nodeRoomChanged(old, node) {
 				s.cache.RoomFreed()
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if node, ok := obj.(*v1.Node); ok {
+				s.apply(s.logger, s.cache.NodeLost(node.Name, "was deleted", func(*v1.Pod) bool { return true }))
 			}
 		},
 	}); err != nil {
 		return fmt.Errorf("watching nodes: %w", err)
 	}
 	return nil
+}
+
+// nodeLost says why a node updated from old can no longer take pods it
+// could take ("" when it still can), and which pods it refuses: all of
+// them once cordoned or not ready, those that do not tolerate a new
+// NoSchedule or NoExecute taint.
+func nodeLost(logger klog.Logger, old, node *v1.Node) (string, func(*v1.Pod) bool) {
+	all := func(*v1.Pod) bool { return true }
+	if !old.Spec.Unschedulable && node.Spec.Unschedulable {
+		return "was cordoned", all
+	}
+	if nodeReady(old) && !nodeReady(node) {
+		return "is not ready", all
+	}
+	var added []v1.Taint
+	for _, t := range node.Spec.Taints {
+		if t.Effect != v1.TaintEffectPreferNoSchedule && !slices.ContainsFunc(old.Spec.Taints, func(o v1.Taint) bool { return o.MatchTaint(&t) }) {
+			added = append(added, t)
+		}
+	}
+	if len(added) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("was tainted %s:%s", added[0].Key, added[0].Effect), func(pod *v1.Pod) bool {
+		for i := range added {
+			if !v1helper.TolerationsTolerateTaint(logger, pod.Spec.Tolerations, &added[i], compareTaints()) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// compareTaints is whether tolerations may compare taint values, as the
+// scheduler's TaintToleration plugin does under the same gate.
+func compareTaints() bool {
+	return utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators)
+}
+
+// nodeReady reports whether the node's Ready condition is True.
+func nodeReady(node *v1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == v1.NodeReady {
+			return c.Status == v1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // nodeRoomChanged reports whether a node update may change where pods fit.

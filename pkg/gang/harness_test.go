@@ -261,6 +261,22 @@ func (h *harness) bind(p *v1.Pod, nodeName string) {
 	h.refresh()
 }
 
+// setNodes replaces (or, deleted, removes) a node in the snapshot.
+func (h *harness) setNodes(n *v1.Node, deleted bool) {
+	h.mu.Lock()
+	var nodes []*v1.Node
+	for _, old := range h.nodes {
+		if old.Name != n.Name {
+			nodes = append(nodes, old)
+		} else if !deleted {
+			nodes = append(nodes, n)
+		}
+	}
+	h.nodes = nodes
+	h.mu.Unlock()
+	h.refresh()
+}
+
 // refresh rebuilds the snapshot from the nodes, the bound pods and the
 // pods the scheduler assumed, as the scheduler's cache would.
 func (h *harness) refresh() {

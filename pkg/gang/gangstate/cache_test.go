@@ -404,3 +404,32 @@ func TestHeadReservationRecomputedWhenRoomFrees(t *testing.T) {
 		}
 	}
 }
+
+// A released member whose binding failed keeps its place, unless its node
+// is lost: then the place goes, and the member is woken to go as a member
+// of a started gang. Members already bound, or on other nodes, are left be.
+func TestNodeLostAfterRelease(t *testing.T) {
+	f, pods := newFixture(t, 2, 2, 2)
+	v0, _ := f.c.PreFilter(pods[0], f.pg, f.nodes)
+	f.place(t, pods[0])
+	f.place(t, pods[1])
+	f.c.Unreserve(pods[0]) // its binding failed: its place is held
+	other := st.MakePod().Name("o").Namespace("ns").Obj()
+	if v, _ := f.c.PreFilterOrdinary(other, f.nodes); v.Held[v0.Node].MilliCPU == 0 {
+		t.Fatalf("the failed member's place on %s is not held: %v", v0.Node, v.Held)
+	}
+	all := func(*v1.Pod) bool { return true }
+	if eff := f.c.NodeLost("elsewhere", "was deleted", all); !eff.Empty() {
+		t.Fatalf("a node the gang does not use changed something: %+v", eff)
+	}
+	eff := f.c.NodeLost(v0.Node, "was deleted", all)
+	if eff.Activate["ns/g-0"] == nil {
+		t.Fatalf("the member whose place was lost was not woken: %+v", eff)
+	}
+	if v, _ := f.c.PreFilterOrdinary(other, f.nodes); v.Held[v0.Node].MilliCPU != 0 {
+		t.Fatalf("room still held on the lost node: %v", v.Held)
+	}
+	if f.c.Phase("ns/g") != Binding {
+		t.Fatalf("phase %s, want Binding: the other member is still binding", f.c.Phase("ns/g"))
+	}
+}

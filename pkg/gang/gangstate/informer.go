@@ -162,3 +162,51 @@ func (c *Cache) RoomChanged() Effects {
 	c.releaseLocked(&eff)
 	return eff
 }
+
+// NodeLost runs when a node can no longer take the pods planned on it: it
+// was deleted, cordoned, became NotReady, or got a taint that refuses
+// pods (refuses says which). A plan not yet released that puts a refused
+// member there is dropped, its members waiting at Permit are rejected, and
+// the gang plans again without that node. A released member whose binding
+// failed, waiting to bind there again, loses its place and goes as a member
+// of a started gang. Members already let go to bind cannot be called back.
+func (c *Cache) NodeLost(node, why string, refuses func(*v1.Pod) bool) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Clock.Now()
+	for _, g := range c.gangs {
+		if g.plan == nil {
+			continue
+		}
+		var lost []*slot
+		for _, s := range g.plan.slots {
+			if s.node == node && s.state != slotBound && refuses(s.pod) {
+				lost = append(lost, s)
+			}
+		}
+		if len(lost) == 0 {
+			continue
+		}
+		msg := fmt.Sprintf("node %s %s; planning the gang again without it", node, why)
+		switch g.phase {
+		case Planned:
+			c.cfg.Logger.V(2).Info("Node of a gang's plan lost", "gang", g.key, "node", node, "why", why)
+			eff.onPodGroup(g.pg, v1.EventTypeWarning, "NodeLost", msg)
+			for _, s := range g.plan.slots {
+				c.avoidLocked(g, s.pod.UID, node, now)
+			}
+			c.dropPlanLocked(g, msg, &eff)
+		case Binding:
+			for _, s := range lost {
+				if s.state == slotPlanned {
+					delete(g.plan.slots, s.pod.UID)
+					eff.activate(s.pod)
+				}
+			}
+			c.bindingDoneLocked(g, &eff)
+			c.releaseLocked(&eff)
+		}
+	}
+	return eff
+}

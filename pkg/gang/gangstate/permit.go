@@ -219,15 +219,21 @@ func (c *Cache) FilterRefused(pod *v1.Pod, node string) Effects {
 		c.releaseLocked(&eff)
 		return eff
 	}
+	c.avoidLocked(g, pod.UID, node, c.cfg.Clock.Now())
+	c.dropPlanLocked(g, msg, &eff)
+	return eff
+}
+
+// avoidLocked keeps a member's next plans off a node for the gang's
+// timeout.
+func (c *Cache) avoidLocked(g *gang, uid types.UID, node string, now time.Time) {
 	if g.avoid == nil {
 		g.avoid = map[types.UID]map[string]time.Time{}
 	}
-	if g.avoid[pod.UID] == nil {
-		g.avoid[pod.UID] = map[string]time.Time{}
+	if g.avoid[uid] == nil {
+		g.avoid[uid] = map[string]time.Time{}
 	}
-	g.avoid[pod.UID][node] = c.cfg.Clock.Now().Add(g.timeout)
-	c.dropPlanLocked(g, msg, &eff)
-	return eff
+	g.avoid[uid][node] = now.Add(g.timeout)
 }
 
 // Park records an ordinary pod refused room held for gangs, to wake it when
