@@ -61,41 +61,98 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	status := computeStatus(&pg, pods.Items, r.now())
-	if apiequality.Semantic.DeepEqual(pg.Status, status) {
-		return reconcile.Result{}, nil
-	}
-
+	t := countMembers(&pg, pods.Items)
 	oldPhase := pg.Status.Phase
-	pg.Status = status
-	if err := r.client.Status().Update(ctx, &pg); err != nil {
+	if err := r.checkQuorum(ctx, &pg, pods.Items, t, oldPhase, status.Phase); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			// The cache is behind: the newer object's watch event queues
-			// this PodGroup again (or it is gone).
 			logger.V(1).Info("PodGroup changed while reconciling, retrying on its update", "err", err)
 			return reconcile.Result{}, nil
 		}
-		return reconcile.Result{}, fmt.Errorf("update status of PodGroup %s: %w", req.NamespacedName, err)
+		return reconcile.Result{}, err
 	}
-	logger.V(2).Info("Updated PodGroup status", "phase", status.Phase,
-		"running", status.Running, "succeeded", status.Succeeded, "failed", status.Failed)
 
-	// A new PodGroup going from no phase to Pending is not news.
-	if status.Phase != oldPhase && (oldPhase != "" || status.Phase != v1alpha1.PodGroupPending) {
-		t := countMembers(&pg, pods.Items)
-		msg := describe(status.Phase, t, podgroup.MinMember(&pg))
-		eventType := corev1.EventTypeNormal
-		// An interface, not a *Pod, so that "no related object" is a true nil.
-		var related runtime.Object
-		if status.Phase == v1alpha1.PodGroupFailed {
-			eventType = corev1.EventTypeWarning
-			if t.firstFailed != nil {
-				related = t.firstFailed
+	if !apiequality.Semantic.DeepEqual(pg.Status, status) {
+		pg.Status = status
+		if err := r.client.Status().Update(ctx, &pg); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				// The cache is behind: the newer object's watch event queues
+				// this PodGroup again (or it is gone).
+				logger.V(1).Info("PodGroup changed while reconciling, retrying on its update", "err", err)
+				return reconcile.Result{}, nil
 			}
+			return reconcile.Result{}, fmt.Errorf("update status of PodGroup %s: %w", req.NamespacedName, err)
 		}
-		r.recorder.Eventf(&pg, related, eventType, string(status.Phase), eventAction, "%s", msg)
-		logger.Info("PodGroup phase changed", "from", oldPhase, "to", status.Phase, "reason", msg)
+		logger.V(2).Info("Updated PodGroup status", "phase", status.Phase,
+			"running", status.Running, "succeeded", status.Succeeded, "failed", status.Failed)
+		r.phaseEvent(ctx, &pg, t, oldPhase, status.Phase)
 	}
-	return reconcile.Result{}, nil
+	return r.continueEvictions(ctx, &pg, pods.Items)
+}
+
+// phaseEvent records a phase change; a new PodGroup going from no phase to
+// Pending is not news.
+func (r *reconciler) phaseEvent(ctx context.Context, pg *v1alpha1.PodGroup, t tally, oldPhase, phase v1alpha1.PodGroupPhase) {
+	if phase == oldPhase || (oldPhase == "" && phase == v1alpha1.PodGroupPending) {
+		return
+	}
+	msg := describe(phase, t, podgroup.MinMember(pg))
+	eventType := corev1.EventTypeNormal
+	// An interface, not a *Pod, so that "no related object" is a true nil.
+	var related runtime.Object
+	if phase == v1alpha1.PodGroupFailed {
+		eventType = corev1.EventTypeWarning
+		if t.firstFailed != nil {
+			related = t.firstFailed
+		}
+	}
+	r.recorder.Eventf(pg, related, eventType, string(phase), eventAction, "%s", msg)
+	log.FromContext(ctx).Info("PodGroup phase changed", "from", oldPhase, "to", phase, "reason", msg)
+}
+
+// checkQuorum handles a started gang that has lost its quorum (marks it
+// incomplete, says so, and in disruption mode All lists its members to
+// evict) and one whole again (clears the mark).
+func (r *reconciler) checkQuorum(ctx context.Context, pg *v1alpha1.PodGroup, pods []corev1.Pod, t tally, oldPhase, phase v1alpha1.PodGroupPhase) error {
+	switch {
+	case quorumLost(oldPhase, phase):
+		mode, modeErr := podgroup.DisruptionModeOf(pg)
+		if modeErr != nil {
+			r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "InvalidDisruptionMode", eventAction, "%s", modeErr.Error())
+		}
+		d := disrupt(pg, pods, t, mode)
+		if err := r.markDisrupted(ctx, pg, d); err != nil {
+			return err
+		}
+		r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "GangDisrupted", eventAction, "%s", d.why)
+		log.FromContext(ctx).Info("Gang lost its quorum", "mode", mode, "evicting", len(d.evict), "why", d.why)
+	case started(phase) || phase == v1alpha1.PodGroupFinished:
+		cleared, err := r.clearIncomplete(ctx, pg)
+		if err != nil {
+			return err
+		}
+		if cleared {
+			r.recorder.Eventf(pg, nil, corev1.EventTypeNormal, "GangWhole", eventAction, "%d/%d members scheduled: the gang has its quorum again", t.scheduled, podgroup.MinMember(pg))
+		}
+	}
+	return nil
+}
+
+// continueEvictions evicts the members a disruption listed, and comes back
+// for those a PodDisruptionBudget or the apiserver refused.
+func (r *reconciler) continueEvictions(ctx context.Context, pg *v1alpha1.PodGroup, pods []corev1.Pod) (reconcile.Result, error) {
+	left, err := r.evictPending(ctx, pg, pods)
+	if left == 0 && err == nil {
+		return reconcile.Result{}, nil
+	}
+	if apierrors.IsConflict(err) {
+		return reconcile.Result{}, nil
+	}
+	msg := fmt.Sprintf("%d members of the disrupted gang are not evicted yet; retrying in %s", left, evictionRetry)
+	if err != nil {
+		msg += ": " + err.Error()
+	}
+	r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "EvictionBlocked", eventAction, "%s", msg)
+	return reconcile.Result{RequeueAfter: evictionRetry}, nil
 }
 
 // setupWithManager registers the reconciler: PodGroups themselves, and pods

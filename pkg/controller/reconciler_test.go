@@ -29,6 +29,8 @@ type harness struct {
 	writes   int
 	// failWrite, when set, is returned by status writes.
 	failWrite error
+	// failEviction, when set, is returned by evictions.
+	failEviction error
 }
 
 func newHarness(t *testing.T, objs ...client.Object) *harness {
@@ -51,6 +53,12 @@ func newHarness(t *testing.T, objs ...client.Object) *harness {
 		WithObjects(objs...).
 		WithStatusSubresource(&v1alpha1.PodGroup{}).
 		WithInterceptorFuncs(interceptor.Funcs{
+			SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+				if sub == "eviction" && h.failEviction != nil {
+					return h.failEviction
+				}
+				return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+			},
 			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 				if err := count(obj); err != nil {
 					return err

@@ -102,6 +102,22 @@ const (
 	AnnotationPreferredTopology = "lockstep.io/preferred-topology"
 )
 
+// Disruption annotations.
+const (
+	// AnnotationDisruptionMode says what happens to a started gang that
+	// falls below minMember: Single (the default) keeps the remaining
+	// members, All evicts them so that the job restarts the gang whole
+	// (the upstream PodGroup's disruptionMode).
+	AnnotationDisruptionMode = "lockstep.io/disruption-mode"
+	// AnnotationIncomplete, set by lockstep-controller, says why a gang
+	// that had started is below minMember; it goes when the gang is whole
+	// again.
+	AnnotationIncomplete = "lockstep.io/incomplete"
+	// AnnotationEvicting, set by lockstep-controller in disruption mode
+	// All, lists the UIDs of the members still to evict.
+	AnnotationEvicting = "lockstep.io/evicting"
+)
+
 // TopologyConstraints reads and checks a PodGroup's topology annotations
 // against the configured levels (widest first).
 func TopologyConstraints(pg *v1alpha1.PodGroup, levels []string) (required, preferred string, err error) {
@@ -142,5 +158,28 @@ func Reference(pg *v1alpha1.PodGroup) *v1.ObjectReference {
 		Name:            pg.Name,
 		UID:             pg.UID,
 		ResourceVersion: pg.ResourceVersion,
+	}
+}
+
+// DisruptionMode is what happens to a started gang below its quorum.
+type DisruptionMode string
+
+const (
+	// DisruptionSingle keeps the remaining members.
+	DisruptionSingle DisruptionMode = "Single"
+	// DisruptionAll evicts the remaining members.
+	DisruptionAll DisruptionMode = "All"
+)
+
+// DisruptionModeOf reads a PodGroup's disruption mode: Single when unset,
+// and Single with an error naming the value when it is neither.
+func DisruptionModeOf(pg *v1alpha1.PodGroup) (DisruptionMode, error) {
+	switch v := DisruptionMode(pg.Annotations[AnnotationDisruptionMode]); v {
+	case "", DisruptionSingle:
+		return DisruptionSingle, nil
+	case DisruptionAll:
+		return DisruptionAll, nil
+	default:
+		return DisruptionSingle, fmt.Errorf("annotation %s: %q is not %s or %s; using %s", AnnotationDisruptionMode, v, DisruptionSingle, DisruptionAll, DisruptionSingle)
 	}
 }
