@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -120,7 +121,12 @@ func (r *reconciler) evictPending(ctx context.Context, pg *v1alpha1.PodGroup, po
 			ObjectMeta:    metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
 			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}},
 		}
-		err := r.client.SubResource("eviction").Create(ctx, p, ev)
+		var err error
+		if r.evict != nil {
+			err = r.evict(ctx, p, ev)
+		} else {
+			err = r.client.SubResource("eviction").Create(ctx, p, ev)
+		}
 		switch {
 		case err == nil:
 			logger.V(2).Info("Evicted a member of a disrupted gang", "pod", p.Name)
@@ -163,4 +169,17 @@ func splitUIDs(s string) []types.UID {
 		}
 	}
 	return out
+}
+
+// evictOnce posts evictions without client-go's retries: a budget that
+// forbids an eviction answers 429 with a Retry-After of 10 s, which the
+// client would wait out ten times over, holding up every other gang.
+// Refused evictions are retried by the reconciler instead.
+func evictOnce(kube kubernetes.Interface) func(context.Context, *corev1.Pod, *policyv1.Eviction) error {
+	return func(ctx context.Context, pod *corev1.Pod, ev *policyv1.Eviction) error {
+		// As client-go's Evict posts it, with the policy client's codec.
+		return kube.PolicyV1().RESTClient().Post().AbsPath("/api/v1").
+			Namespace(pod.Namespace).Resource("pods").Name(pod.Name).SubResource("eviction").
+			Body(ev).MaxRetries(0).Do(ctx).Error()
+	}
 }

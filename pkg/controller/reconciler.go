@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -34,6 +36,8 @@ type reconciler struct {
 	recorder events.EventRecorder
 	// now is the clock for scheduleStartTime; a field so tests can fix it.
 	now func() metav1.Time
+	// evict posts an eviction; through client when nil.
+	evict func(context.Context, *corev1.Pod, *policyv1.Eviction) error
 }
 
 // Reconcile brings the status of one PodGroup in line with its members.
@@ -160,6 +164,9 @@ func (r *reconciler) continueEvictions(ctx context.Context, pg *v1alpha1.PodGrou
 func (r *reconciler) setupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("podgroup-status").
+		// One gang's slow API calls (evictions) must not hold up the others;
+		// a PodGroup is never reconciled twice at once.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1alpha1.PodGroup{}).
 		Watches(&corev1.Pod{},
 			handler.EnqueueRequestsFromMapFunc(podToGroup),
