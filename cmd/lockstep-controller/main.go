@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -41,6 +42,10 @@ func run() error {
 		"Elect a leader so that only one replica writes PodGroup status.")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "lockstep-system",
 		"Namespace of the leader-election Lease.")
+	fs.DurationVar(&opts.DefaultScheduleTimeout, "default-schedule-timeout", 60*time.Second,
+		"The scheduler's defaultScheduleTimeoutSeconds: how long a gang may take to bind, for PodGroups that set no scheduleTimeoutSeconds.")
+	fs.DurationVar(&opts.PartialGrace, "partial-grace", 30*time.Second,
+		"How long past its timeout a gang may stay partially bound before it is reported incomplete and handled by its disruption mode.")
 	flag.Parse()
 
 	// controller-runtime logs through klog, so -v and friends apply to it.

@@ -44,16 +44,10 @@ func quorumLost(old, now v1alpha1.PodGroupPhase) bool {
 	return started(old) && !started(now) && now != v1alpha1.PodGroupFinished
 }
 
-// disrupt decides, for a gang that has just lost its quorum, what to say
+// disrupt decides, for a gang found incomplete for cause, what to say
 // and, in mode All, which members to evict: every member not finished,
 // bound or not, so that the job's controller recreates the gang whole.
-func disrupt(pg *v1alpha1.PodGroup, pods []corev1.Pod, t tally, mode podgroup.DisruptionMode) disruption {
-	min := podgroup.MinMember(pg)
-	left := t.scheduled
-	cause := fmt.Sprintf("%d of %d members left", left, min)
-	if t.firstFailed != nil {
-		cause += fmt.Sprintf(" (member %s failed)", t.firstFailed.Name)
-	}
+func disrupt(pg *v1alpha1.PodGroup, pods []corev1.Pod, cause string, mode podgroup.DisruptionMode) disruption {
 	var d disruption
 	if mode == podgroup.DisruptionAll {
 		for i := range pods {
@@ -67,6 +61,29 @@ func disrupt(pg *v1alpha1.PodGroup, pods []corev1.Pod, t tally, mode podgroup.Di
 		d.why = fmt.Sprintf("gang below minMember: %s; disruption mode Single: the remaining members keep running", cause)
 	}
 	return d
+}
+
+// partialSince is when the first of a partially bound gang's members still
+// bound was bound (its PodScheduled condition; its creation when the
+// condition is missing).
+func partialSince(pg *v1alpha1.PodGroup, pods []corev1.Pod) (time.Time, bool) {
+	var since time.Time
+	for i := range pods {
+		p := &pods[i]
+		if podgroup.NameOf(p) != pg.Name || !podgroup.IsBound(p) || podgroup.IsTerminal(p) {
+			continue
+		}
+		at := p.CreationTimestamp.Time
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue {
+				at = c.LastTransitionTime.Time
+			}
+		}
+		if since.IsZero() || at.Before(since) {
+			since = at
+		}
+	}
+	return since, !since.IsZero()
 }
 
 // markDisrupted writes what disrupt decided onto the PodGroup's annotations,

@@ -5,10 +5,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -173,5 +176,59 @@ func TestDisruptionEvictionRetried(t *testing.T) {
 	}
 	if _, ok := h.group(t).Annotations[podgroup.AnnotationEvicting]; ok {
 		t.Error("evictions done, annotation left")
+	}
+}
+
+// A gang partially bound for longer than its timeout and the grace (a
+// member's binding keeps failing, or the rest cannot be placed after a
+// restart) is reported and handled by its disruption mode; before that, the
+// controller comes back when the time runs out.
+func TestPartiallyBoundPastTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		boundAgo  time.Duration
+		timeout   *int32
+		disrupted bool
+		recheck   time.Duration
+	}{
+		{name: "within the default timeout and grace", boundAgo: 10 * time.Second, recheck: 80 * time.Second},
+		{name: "past the default timeout and grace", boundAgo: 2 * time.Minute, disrupted: true},
+		{name: "within its own longer timeout", boundAgo: 2 * time.Minute, timeout: ptr.To[int32](300), recheck: 210 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pods := concat(gang("w", 2, "n1", corev1.PodRunning), gang("p", 1, "", corev1.PodPending))
+			for i := range pods {
+				pods[i].UID = types.UID(pods[i].Name + "-uid")
+				if pods[i].Spec.NodeName != "" {
+					pods[i].Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue,
+						LastTransitionTime: metav1.NewTime(t0.Add(-tc.boundAgo))}}
+				}
+			}
+			pg := newGroup("g", 3)
+			pg.Spec.ScheduleTimeoutSeconds = tc.timeout
+			pg.Annotations = map[string]string{podgroup.AnnotationDisruptionMode: "All"}
+			h := newHarness(t, append(podObjects(pods), pg)...)
+			res, err := h.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: "g"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := h.events()
+			if got := hasEvent(ev, "Warning GangDisrupted gang below minMember: 2 of 3 members bound since"); got != tc.disrupted {
+				t.Fatalf("disrupted = %t, want %t; events %q", got, tc.disrupted, ev)
+			}
+			if res.RequeueAfter != tc.recheck {
+				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tc.recheck)
+			}
+			if tc.disrupted {
+				if got := h.podNames(t); len(got) != 0 {
+					t.Errorf("mode All: pods left %v", got)
+				}
+				// Reported once.
+				h.reconcile(t, "g")
+				if ev := h.events(); hasEvent(ev, "Warning GangDisrupted") {
+					t.Errorf("reported again: %q", ev)
+				}
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +43,14 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace holds the lease; required out of cluster.
 	LeaderElectionNamespace string
+	// DefaultScheduleTimeout is the scheduler's timeout for PodGroups that
+	// set none (its defaultScheduleTimeoutSeconds); 60 s when zero.
+	DefaultScheduleTimeout time.Duration
+	// PartialGrace is how long past its timeout a gang may stay partially
+	// bound before it is reported incomplete and handled by its disruption
+	// mode: the scheduler retries a failed binding for up to the timeout.
+	// 30 s when zero.
+	PartialGrace time.Duration
 }
 
 // NewManager returns a manager running the PodGroup status controller. The
@@ -92,6 +102,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		recorder: mgr.GetEventRecorder(Name),
 		now:      metav1.Now,
 		evict:    evictOnce(kube),
+		timeout:  cmp.Or(opts.DefaultScheduleTimeout, 60*time.Second),
+		grace:    cmp.Or(opts.PartialGrace, 30*time.Second),
 	}
 	if err := r.setupWithManager(mgr); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -38,6 +39,9 @@ type reconciler struct {
 	now func() metav1.Time
 	// evict posts an eviction; through client when nil.
 	evict func(context.Context, *corev1.Pod, *policyv1.Eviction) error
+	// timeout is the scheduler's default gang timeout, and grace how long
+	// past a gang's timeout it may stay partially bound (Options).
+	timeout, grace time.Duration
 }
 
 // Reconcile brings the status of one PodGroup in line with its members.
@@ -67,7 +71,8 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	status := computeStatus(&pg, pods.Items, r.now())
 	t := countMembers(&pg, pods.Items)
 	oldPhase := pg.Status.Phase
-	if err := r.checkQuorum(ctx, &pg, pods.Items, t, oldPhase, status.Phase); err != nil {
+	recheck, err := r.checkQuorum(ctx, &pg, pods.Items, t, oldPhase, status.Phase)
+	if err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			logger.V(1).Info("PodGroup changed while reconciling, retrying on its update", "err", err)
 			return reconcile.Result{}, nil
@@ -90,7 +95,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			"running", status.Running, "succeeded", status.Succeeded, "failed", status.Failed)
 		r.phaseEvent(ctx, &pg, t, oldPhase, status.Phase)
 	}
-	return r.continueEvictions(ctx, &pg, pods.Items)
+	res, err := r.continueEvictions(ctx, &pg, pods.Items)
+	if recheck > 0 && (res.RequeueAfter == 0 || recheck < res.RequeueAfter) {
+		res.RequeueAfter = recheck
+	}
+	return res, err
 }
 
 // phaseEvent records a phase change; a new PodGroup going from no phase to
@@ -113,32 +122,55 @@ func (r *reconciler) phaseEvent(ctx context.Context, pg *v1alpha1.PodGroup, t ta
 	log.FromContext(ctx).Info("PodGroup phase changed", "from", oldPhase, "to", phase, "reason", msg)
 }
 
-// checkQuorum handles a started gang that has lost its quorum (marks it
-// incomplete, says so, and in disruption mode All lists its members to
-// evict) and one whole again (clears the mark).
-func (r *reconciler) checkQuorum(ctx context.Context, pg *v1alpha1.PodGroup, pods []corev1.Pod, t tally, oldPhase, phase v1alpha1.PodGroupPhase) error {
+// checkQuorum handles a gang that lost its quorum after it had started, or
+// that has stayed partially bound past its timeout (a member's binding
+// keeps failing, or the rest could not be placed after a restart): it marks
+// it incomplete, says so, and in disruption mode All lists its members to
+// evict. A gang whole again loses the mark. recheck is when a partially
+// bound gang's time runs out.
+func (r *reconciler) checkQuorum(ctx context.Context, pg *v1alpha1.PodGroup, pods []corev1.Pod, t tally, oldPhase, phase v1alpha1.PodGroupPhase) (recheck time.Duration, err error) {
+	cause := ""
 	switch {
 	case quorumLost(oldPhase, phase):
-		mode, modeErr := podgroup.DisruptionModeOf(pg)
-		if modeErr != nil {
-			r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "InvalidDisruptionMode", eventAction, "%s", modeErr.Error())
+		cause = fmt.Sprintf("%d of %d members left", t.scheduled, podgroup.MinMember(pg))
+		if t.firstFailed != nil {
+			cause += fmt.Sprintf(" (member %s failed)", t.firstFailed.Name)
 		}
-		d := disrupt(pg, pods, t, mode)
-		if err := r.markDisrupted(ctx, pg, d); err != nil {
-			return err
+	case phase == v1alpha1.PodGroupScheduling && pg.Annotations[podgroup.AnnotationIncomplete] == "":
+		since, ok := partialSince(pg, pods)
+		if !ok {
+			return 0, nil
 		}
-		r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "GangDisrupted", eventAction, "%s", d.why)
-		log.FromContext(ctx).Info("Gang lost its quorum", "mode", mode, "evicting", len(d.evict), "why", d.why)
+		timeout, _ := podgroup.Timeout(pg, r.timeout)
+		left := since.Add(timeout + r.grace).Sub(r.now().Time)
+		if left > 0 {
+			return left, nil
+		}
+		cause = fmt.Sprintf("%d of %d members bound since %s, past the gang's timeout of %s",
+			t.scheduled, podgroup.MinMember(pg), since.UTC().Format(time.RFC3339), timeout)
 	case started(phase) || phase == v1alpha1.PodGroupFinished:
 		cleared, err := r.clearIncomplete(ctx, pg)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if cleared {
 			r.recorder.Eventf(pg, nil, corev1.EventTypeNormal, "GangWhole", eventAction, "%d/%d members scheduled: the gang has its quorum again", t.scheduled, podgroup.MinMember(pg))
 		}
+		return 0, nil
+	default:
+		return 0, nil
 	}
-	return nil
+	mode, modeErr := podgroup.DisruptionModeOf(pg)
+	if modeErr != nil {
+		r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "InvalidDisruptionMode", eventAction, "%s", modeErr.Error())
+	}
+	d := disrupt(pg, pods, cause, mode)
+	if err := r.markDisrupted(ctx, pg, d); err != nil {
+		return 0, err
+	}
+	r.recorder.Eventf(pg, nil, corev1.EventTypeWarning, "GangDisrupted", eventAction, "%s", d.why)
+	log.FromContext(ctx).Info("Gang incomplete", "mode", mode, "evicting", len(d.evict), "why", d.why)
+	return 0, nil
 }
 
 // continueEvictions evicts the members a disruption listed, and comes back

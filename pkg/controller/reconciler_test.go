@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,7 +74,8 @@ func newHarness(t *testing.T, objs ...client.Object) *harness {
 			},
 		}).
 		Build()
-	h.r = &reconciler{client: h.client, recorder: h.recorder, now: func() metav1.Time { return t0 }}
+	h.r = &reconciler{client: h.client, recorder: h.recorder, now: func() metav1.Time { return t0 },
+		timeout: time.Minute, grace: 30 * time.Second}
 	return h
 }
 

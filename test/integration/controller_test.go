@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
+	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
 
@@ -149,4 +152,91 @@ func (e *env) evicted(gang string) map[string]bool {
 		}
 	}
 	return out
+}
+
+// A member whose binding the apiserver refuses (a ValidatingAdmissionPolicy
+// on pods/binding), after its siblings were bound: the scheduler retries it
+// with its place held until the gang's timeout and then reports the gang
+// incomplete; the controller then hands the partial gang to its disruption
+// mode, which in mode All evicts every member so that the job can restart
+// it whole. Nothing is left partial without an answer.
+func TestRefusedBindingEndsInDisruption(t *testing.T) {
+	e := newEnv(t)
+	e.denyBindings("-denied")
+	e.startControllerWith(controller.Options{PartialGrace: time.Second})
+	e.addNodes("n", 2, nodeSpec{cpu: "8", mem: "32Gi"})
+	e.createPodGroup("job", 4, func(pg *v1alpha1.PodGroup) {
+		pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](3)
+		pg.Annotations = map[string]string{podgroup.AnnotationDisruptionMode: "All"}
+	})
+	names := []string{"job-0", "job-1", "job-2", "job-denied"}
+	for _, n := range names {
+		e.createPod(n, "job", podSpec{cpu: "1"})
+	}
+	e.waitGangBound("job", 3, bindBy)
+	e.waitEvent("PodGroup", "job", "member job-denied failed to bind", 30*time.Second)
+	e.waitEvent("PodGroup", "job", "[job-denied] did not bind within 3s", 30*time.Second)
+	e.waitEvent("PodGroup", "job", "disruption mode All: evicting the 4 remaining members", 30*time.Second)
+	e.waitFor("every member evicted", 30*time.Second, func() bool {
+		for _, n := range names {
+			p, err := e.client.CoreV1().Pods(e.ns).Get(e.ctx, n, metav1.GetOptions{})
+			if err == nil && p.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// denyBindings makes the apiserver refuse the binding of this namespace's
+// pods whose name ends with suffix, and waits until it does.
+func (e *env) denyBindings(suffix string) {
+	e.t.Helper()
+	name := "deny-bindings-" + e.ns
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": e.ns}},
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/binding"}},
+				}}},
+			},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("!object.metadata.name.endsWith(%q)", suffix),
+				Message:    "binding refused by the test",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	api := e.client.AdmissionregistrationV1()
+	if _, err := api.ValidatingAdmissionPolicies().Create(e.ctx, policy, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(e.ctx, binding, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = api.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = api.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	// The policy takes effect when the apiserver has loaded it: a probe
+	// pod no scheduler serves is bound by hand until it is refused.
+	probe := e.createPod("probe"+suffix, "", podSpec{cpu: "1m", scheduler: "nobody"})
+	e.waitFor("the binding policy in force", 30*time.Second, func() bool {
+		err := e.client.CoreV1().Pods(e.ns).Bind(e.ctx, &v1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Name: probe.Name},
+			Target:     v1.ObjectReference{Kind: "Node", Name: "no-such-node"},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "binding refused by the test")
+	})
+	e.deletePods(probe.Name)
 }

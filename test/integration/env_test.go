@@ -390,7 +390,15 @@ func (e *env) waitEvent(kind, name, substr string, timeout time.Duration) {
 // startController runs the PodGroup status controller until the test ends.
 func (e *env) startController() {
 	e.t.Helper()
-	mgr, err := controller.NewManager(cp.Config, controller.Options{MetricsBindAddress: "0", HealthProbeBindAddress: "0"})
+	e.startControllerWith(controller.Options{})
+}
+
+// startControllerWith runs the controller with options (no metrics or
+// probe endpoints) until the test ends.
+func (e *env) startControllerWith(opts controller.Options) {
+	e.t.Helper()
+	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", ""
+	mgr, err := controller.NewManager(cp.Config, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -168,6 +168,9 @@ func (c *Cache) censusLocked(g *gang) census {
 		}
 		seen.Insert(pod.UID)
 		switch {
+		case podgroup.IsBound(pod) && pod.DeletionTimestamp != nil:
+			// Going away (evicted, deleted): not a member to count on, nor
+			// one to place.
 		case podgroup.IsBound(pod):
 			cen.scheduled++
 			cen.nodes.Insert(pod.Spec.NodeName)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
@@ -431,5 +432,24 @@ func TestNodeLostAfterRelease(t *testing.T) {
 	}
 	if f.c.Phase("ns/g") != Binding {
 		t.Fatalf("phase %s, want Binding: the other member is still binding", f.c.Phase("ns/g"))
+	}
+}
+
+// A bound member being deleted (evicted with its gang) no longer counts
+// toward the quorum: a new member is planned as part of a gang again, not
+// let go as if the gang were whole.
+func TestTerminatingMembersDoNotCount(t *testing.T) {
+	f, pods := newFixture(t, 2, 3, 2)
+	for i, p := range pods[:2] {
+		b := p.DeepCopy()
+		b.Spec.NodeName = fmt.Sprintf("n%d", i)
+		if i == 1 {
+			b.DeletionTimestamp = ptr.To(metav1.NewTime(epoch))
+		}
+		_ = f.pods.Update(b)
+	}
+	v, _ := f.c.PreFilter(pods[2], f.pg, f.nodes)
+	if v.Code != fwk.Success || v.Node == "" {
+		t.Fatalf("the new member should follow a plan for the one member missing, got %+v", v)
 	}
 }
