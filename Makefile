@@ -10,6 +10,8 @@ INTEGRATION_TIMEOUT ?= 30m
 # Every test runs under the race detector: the scheduler calls the plugin
 # from several goroutines at once. RACE= turns it off for a quick local run.
 RACE            ?= -race
+# How long make test runs each fuzz target beyond its seed corpus.
+FUZZTIME        ?= 10s
 SANDBOX_ARGS    ?=
 BENCH_ARGS      ?=
 # scheduler-plugins' kube-scheduler with Coscheduling, the peer make bench
@@ -17,7 +19,7 @@ BENCH_ARGS      ?=
 # so that its Kubernetes version never touches ours.
 COSCHEDULING_BIN ?= $(BIN)/coscheduling-scheduler
 
-.PHONY: all build test test-unit test-integration lint manifests generate verify-generated image clean sandbox bench coscheduling
+.PHONY: all build test test-unit test-integration fuzz lint manifests generate verify-generated image clean sandbox bench coscheduling
 
 all: build
 
@@ -26,7 +28,7 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: everything CI runs
-test: lint verify-generated test-unit test-integration
+test: lint verify-generated test-unit fuzz test-integration
 
 ## test-unit: fast tests, no control plane
 test-unit:
@@ -36,6 +38,18 @@ test-unit:
 ## benchmark against a real kube-apiserver and etcd started in-process
 test-integration:
 	$(GO) test $(RACE) -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
+
+## fuzz: each fuzz target for FUZZTIME (the unit tests run their seed
+## corpora): the plugin args decoder, PodGroup fields and annotations,
+## NodeResourceTopology parsing, the planner. A failing input is written to
+## the package's testdata/fuzz; commit it as a regression case.
+FUZZ_TARGETS = ./apis/config:FuzzDecodeGangArgs ./pkg/podgroup:FuzzPodGroup ./pkg/topology:FuzzParseNRT ./pkg/placement:FuzzPlanGang
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "$(GO) test -run=^$$ -fuzz=^$$name\$$ -fuzztime=$(FUZZTIME) $$pkg"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 ## lint: formatting and go vet
 lint:

@@ -119,32 +119,50 @@ func TestPlanRespectsRoomOnRandomInputs(t *testing.T) {
 	r := rand.New(rand.NewSource(42))
 	planned := 0
 	for iter := range 3000 {
-		req := randomRequest(r)
-		before := snapshot(req)
-		plan, f := PlanGang(req)
-		if !reflect.DeepEqual(before, req.Nodes) {
-			t.Fatalf("case %d: the plan changed the request's nodes", iter)
-		}
-		if plan == nil {
-			if f == nil || f.Placed >= f.Needed && f.Needed > 0 {
-				t.Fatalf("case %d: no plan and no failure that explains it: %+v", iter, f)
-			}
-			continue
-		}
-		planned++
-		if len(plan.NodeOf) < req.Needed {
-			t.Fatalf("case %d: %d members placed, %d needed", iter, len(plan.NodeOf), req.Needed)
-		}
-		checkRoom(t, iter, req, plan)
-		checkPredicatesAndDomain(t, iter, req, plan)
-		again, _ := PlanGang(req)
-		if !reflect.DeepEqual(plan, again) {
-			t.Fatalf("case %d: the same input planned twice differs:\n%+v\n%+v", iter, plan, again)
+		if checkPlan(t, iter, randomRequest(r)) {
+			planned++
 		}
 	}
 	if planned < 500 {
 		t.Fatalf("only %d of the random cases produced a plan: the generator needs tuning", planned)
 	}
+}
+
+// checkPlan plans req and checks the plan; false when there is none.
+func checkPlan(t *testing.T, iter int, req Request) bool {
+	t.Helper()
+	before := snapshot(req)
+	plan, f := PlanGang(req)
+	if !reflect.DeepEqual(before, req.Nodes) {
+		t.Fatalf("case %d: the plan changed the request's nodes", iter)
+	}
+	if plan == nil {
+		if f == nil || f.Placed >= f.Needed && f.Needed > 0 {
+			t.Fatalf("case %d: no plan and no failure that explains it: %+v", iter, f)
+		}
+		return false
+	}
+	if len(plan.NodeOf) < req.Needed {
+		t.Fatalf("case %d: %d members placed, %d needed", iter, len(plan.NodeOf), req.Needed)
+	}
+	checkRoom(t, iter, req, plan)
+	checkPredicatesAndDomain(t, iter, req, plan)
+	again, _ := PlanGang(req)
+	if !reflect.DeepEqual(plan, again) {
+		t.Fatalf("case %d: the same input planned twice differs:\n%+v\n%+v", iter, plan, again)
+	}
+	return true
+}
+
+// FuzzPlanGang checks the same properties on clusters and gangs drawn from
+// the fuzzer's seeds: random nodes, taints, zones, NUMA zones and members.
+func FuzzPlanGang(f *testing.F) {
+	for _, seed := range []int64{0, 1, 42, 1 << 40, -7} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, seed int64) {
+		checkPlan(t, 0, randomRequest(rand.New(rand.NewSource(seed))))
+	})
 }
 
 func checkRoom(t *testing.T, iter int, req Request, plan *Plan) {

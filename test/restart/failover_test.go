@@ -32,6 +32,9 @@ const (
 	upTimeout = time.Minute
 	// takeoverTimeout bounds the standby's takeover after the kill.
 	takeoverTimeout = time.Minute
+	// failoverQPS paces the replicas' clients: the batch takes about
+	// totalPods/failoverQPS seconds to bind, longer than creating it.
+	failoverQPS = 30
 )
 
 // Two replicas with leader election; the leader is killed hard while it
@@ -54,7 +57,7 @@ func TestFailoverToStandby(t *testing.T) {
 			t.Fatal(err)
 		}
 		writes[name] = counter
-		return e.startSchedulerWith(name, e.schedulerConfig(name+"-config.yaml", kc, lease))
+		return e.startSchedulerWith(name, e.schedulerConfig(name+"-config.yaml", kc, lease, failoverQPS))
 	}
 
 	leader := start("leader")
@@ -69,6 +72,9 @@ func TestFailoverToStandby(t *testing.T) {
 	e.waitEventFrom("PodGroup", "short", "WaitingForMembers")
 	e.waitEventFrom("Pod", "orphan", "PodGroupNotFound")
 
+	// The gangs are created while the leader runs; it binds at failoverQPS,
+	// slower than they are created, so it is still binding when the kill
+	// point (a quarter of the pods) is seen.
 	tr := e.track(totalPods / 4)
 	for g := range gangCount {
 		e.createGang(fmt.Sprintf("gang-%02d", g), gangSize)

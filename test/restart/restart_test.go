@@ -323,20 +323,20 @@ func (e *env) cleanup() {
 // well under a second, faster than a watch reports it, and a kill aimed at
 // a quarter of the pods lands after nearly all of them.
 func (e *env) writeSchedulerConfig() string {
-	return e.schedulerConfig("scheduler-config.yaml", kubeconfig, "")
+	return e.schedulerConfig("scheduler-config.yaml", kubeconfig, "", clientQPS)
 }
 
 // schedulerConfig writes the shipped configuration as writeSchedulerConfig
-// does, to file name, with the client going through kubeconfigPath; with a
-// lease name, leader election stays on, with the shipped settings, on that
-// Lease in the shipped namespace.
-func (e *env) schedulerConfig(name, kubeconfigPath, lease string) string {
+// does, to file name, with the client going through kubeconfigPath at qps;
+// with a lease name, leader election stays on, with the shipped settings,
+// on that Lease in the shipped namespace.
+func (e *env) schedulerConfig(name, kubeconfigPath, lease string, qps int) string {
 	e.t.Helper()
 	var cfg map[string]any
 	if err := yaml.Unmarshal(manifests.SchedulerConfig, &cfg); err != nil {
 		e.t.Fatal(err)
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfigPath, "qps": clientQPS, "burst": clientBurst}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfigPath, "qps": qps, "burst": clientBurst}
 	if lease == "" {
 		cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	} else {
