@@ -14,3 +14,9 @@ var CRDs embed.FS
 //
 //go:embed scheduler-config.yaml
 var SchedulerConfig []byte
+
+// Identities are the namespace and the ServiceAccounts, roles and bindings
+// of the scheduler and the controller.
+//
+//go:embed namespace.yaml rbac-scheduler.yaml rbac-controller.yaml
+var Identities embed.FS

@@ -34,8 +34,10 @@ func run() error {
 	// registers it on the default FlagSet itself); ctrl.GetConfig reads it,
 	// then KUBECONFIG, then the in-cluster config.
 	config.RegisterFlags(fs)
-	fs.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080",
+	fs.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443",
 		`Address the Prometheus metrics endpoint binds to; "0" disables it.`)
+	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", true,
+		"Serve metrics over HTTPS, only to clients the apiserver authenticates and allows to get /metrics (bind the lockstep-metrics-reader ClusterRole); false serves plain HTTP to anyone, for a loopback address.")
 	fs.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081",
 		"Address the /healthz and /readyz endpoints bind to.")
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", true,

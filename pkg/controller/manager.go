@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -37,6 +38,11 @@ type Options struct {
 	// MetricsBindAddress serves Prometheus metrics; "0" disables them and
 	// "" means controller-runtime's default, ":8080".
 	MetricsBindAddress string
+	// MetricsSecure serves metrics over HTTPS to clients the apiserver
+	// authenticates (TokenReview) and authorizes to get /metrics
+	// (SubjectAccessReview); otherwise they are plain HTTP to anyone who
+	// can reach the address, which should then be loopback.
+	MetricsSecure bool
 	// HealthProbeBindAddress serves /healthz and /readyz; "" disables them.
 	HealthProbeBindAddress string
 	// LeaderElection makes only one replica write status at a time.
@@ -72,9 +78,15 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pod label selector: %w", err)
 	}
+	metrics := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
+	if opts.MetricsSecure {
+		// A self-signed certificate, made at start.
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		Metrics:                       metrics,
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              Name,

@@ -54,6 +54,11 @@ type Options struct {
 	// go through klog; stderr when empty. etcd reports its listeners closing
 	// at Stop as errors, noise on a terminal.
 	LogDir string
+	// RBAC authorizes requests with RBAC instead of allowing every
+	// authenticated client everything, so that components can run as their
+	// ServiceAccounts with exactly the roles they ship with. Config (the
+	// loopback admin) is unaffected.
+	RBAC bool
 }
 
 // Start runs etcd and kube-apiserver until Stop is called or ctx ends.
@@ -80,7 +85,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	cp.cancel = cancel
-	if err := cp.startAPIServer(runCtx, etcdURL); err != nil {
+	if err := cp.startAPIServer(runCtx, etcdURL, opts.RBAC); err != nil {
 		return nil, err
 	}
 	return cp, nil
@@ -120,7 +125,7 @@ func (cp *ControlPlane) startEtcd(logDir string) (string, error) {
 	return client.String(), nil
 }
 
-func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string) error {
+func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, rbac bool) error {
 	s := options.NewServerRunOptions()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -137,6 +142,10 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string) erro
 	// No controller-manager runs here: nothing would create service
 	// accounts, nor lift the not-ready taint put on every new node.
 	s.Admission.GenericAdmission.DisablePlugins = []string{"ServiceAccount", "TaintNodesByCondition"}
+
+	if rbac {
+		s.Authorization.Modes = []string{"RBAC"}
+	}
 
 	keyFile := filepath.Join(cp.Dir, "sa.key")
 	if err := writeSigningKey(keyFile); err != nil {
@@ -224,6 +233,12 @@ func (cp *ControlPlane) Stop() {
 
 // WriteKubeconfig writes an admin kubeconfig for kubectl and other clients.
 func (cp *ControlPlane) WriteKubeconfig(path string) error {
+	return cp.WriteKubeconfigWithToken(path, cp.Config.BearerToken)
+}
+
+// WriteKubeconfigWithToken writes a kubeconfig for the apiserver that
+// authenticates with a bearer token (a ServiceAccount's, say).
+func (cp *ControlPlane) WriteKubeconfigWithToken(path, token string) error {
 	c := cp.Config
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["lockstep"] = &clientcmdapi.Cluster{
@@ -231,7 +246,7 @@ func (cp *ControlPlane) WriteKubeconfig(path string) error {
 		CertificateAuthorityData: c.TLSClientConfig.CAData,
 		TLSServerName:            c.TLSClientConfig.ServerName,
 	}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.BearerToken}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: token}
 	kc.Contexts["lockstep"] = &clientcmdapi.Context{Cluster: "lockstep", AuthInfo: "admin"}
 	kc.CurrentContext = "lockstep"
 	return clientcmd.WriteToFile(*kc, path)

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -36,11 +41,83 @@ const (
 type RequestCounter struct {
 	mu     sync.Mutex
 	counts map[string]int64
+	// uses counts requests by "verb group/resource[/subresource]", as RBAC
+	// sees them; forbidden lists those the apiserver refused with 403.
+	uses      map[string]int64
+	forbidden map[string]bool
 }
 
 // NewRequestCounter returns a counter at zero.
 func NewRequestCounter() *RequestCounter {
-	return &RequestCounter{counts: map[string]int64{}}
+	return &RequestCounter{counts: map[string]int64{}, uses: map[string]int64{}, forbidden: map[string]bool{}}
+}
+
+// Uses returns how many requests were made of each RBAC verb on each
+// resource ("list /pods", "create /pods/binding", "get coordination.k8s.io/leases"),
+// non-resource paths as "get /healthz".
+func (c *RequestCounter) Uses() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.uses)
+}
+
+// Forbidden lists the uses the apiserver refused with 403 Forbidden.
+func (c *RequestCounter) Forbidden() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.forbidden))
+}
+
+var requestInfos = &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
+
+// use names a request as RBAC authorizes it.
+func use(r *http.Request) string {
+	info, err := requestInfos.NewRequestInfo(r)
+	if err != nil {
+		return r.Method + " " + r.URL.Path
+	}
+	if !info.IsResourceRequest {
+		return info.Verb + " " + info.Path
+	}
+	res := info.APIGroup + "/" + info.Resource
+	if info.Subresource != "" {
+		res += "/" + info.Subresource
+	}
+	return info.Verb + " " + res
+}
+
+// used counts a use when its request arrives: a watch is answered only
+// when it ends.
+func (c *RequestCounter) used(u string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.uses[u]++
+}
+
+func (c *RequestCounter) refused(u string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forbidden[u] = true
+}
+
+// statusRecorder reports a 403 as the proxy writes it.
+type statusRecorder struct {
+	http.ResponseWriter
+	onForbidden func()
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if code == http.StatusForbidden {
+		s.onForbidden()
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Flush passes streaming (watches) through.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // Counts returns a copy of the counts so far.
@@ -85,13 +162,17 @@ func requestKind(method, path string) string {
 // CountingKubeconfig writes a kubeconfig through which every request is
 // counted by counter, for a component run outside StartScheduler's options
 // (a child process a test manages itself). The proxy lives as long as ctx.
-func (cp *ControlPlane) CountingKubeconfig(ctx context.Context, counter *RequestCounter, kubeconfig string) error {
-	return cp.countingProxy(ctx, counter, kubeconfig)
+// With a token, the component authenticates with it (a ServiceAccount's)
+// rather than as the admin.
+func (cp *ControlPlane) CountingKubeconfig(ctx context.Context, counter *RequestCounter, kubeconfig, token string) error {
+	return cp.countingProxy(ctx, counter, kubeconfig, token)
 }
 
 // countingProxy serves the apiserver's API on a loopback port without TLS,
-// counting requests, and writes a kubeconfig for it.
-func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCounter, kubeconfig string) error {
+// counting requests, and writes a kubeconfig for it. Requests that carry a
+// token of their own keep it: the proxy's admin token is only added to
+// those that carry none.
+func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCounter, kubeconfig, token string) error {
 	target, err := url.Parse(cp.Config.Host)
 	if err != nil {
 		return fmt.Errorf("parsing the apiserver address: %w", err)
@@ -111,7 +192,9 @@ func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCount
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		counter.count(r)
-		proxy.ServeHTTP(w, r)
+		u := use(r)
+		counter.used(u)
+		proxy.ServeHTTP(&statusRecorder{ResponseWriter: w, onForbidden: func() { counter.refused(u) }}, r)
 	})}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -124,7 +207,7 @@ func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCount
 	}()
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["counted"] = &clientcmdapi.Cluster{Server: "http://" + ln.Addr().String()}
-	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{}
+	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{Token: token}
 	kc.Contexts["counted"] = &clientcmdapi.Context{Cluster: "counted", AuthInfo: "proxy"}
 	kc.CurrentContext = "counted"
 	return clientcmd.WriteToFile(*kc, kubeconfig)

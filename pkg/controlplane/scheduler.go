@@ -33,8 +33,22 @@ type Scheduler struct {
 type SchedulerOption func(*schedulerOptions)
 
 type schedulerOptions struct {
-	counter      *RequestCounter
-	featureGates string
+	counter        *RequestCounter
+	featureGates   string
+	token          string
+	leaderElection bool
+}
+
+// WithToken makes the scheduler authenticate with a bearer token (its
+// ServiceAccount's) instead of as the admin.
+func WithToken(token string) SchedulerOption {
+	return func(o *schedulerOptions) { o.token = token }
+}
+
+// WithLeaderElection keeps the configuration's leader election (on a Lease
+// in its resourceNamespace, which must exist) instead of turning it off.
+func WithLeaderElection() SchedulerOption {
+	return func(o *schedulerOptions) { o.leaderElection = true }
 }
 
 // CountRequests sends the scheduler's API requests through a proxy that
@@ -102,29 +116,34 @@ func (cp *ControlPlane) prepareScheduler(ctx context.Context, configYAML []byte,
 	for _, o := range options {
 		o(&so)
 	}
-	kubeconfig := filepath.Join(cp.Dir, "kubeconfig")
-	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+	token := so.token
+	if token == "" {
+		token = cp.Config.BearerToken
+	}
+	kubeconfig := filepath.Join(cp.Dir, fmt.Sprintf("scheduler-kubeconfig-%d", time.Now().UnixNano()))
+	if err := cp.WriteKubeconfigWithToken(kubeconfig, token); err != nil {
 		return so, "", err
 	}
 	if so.counter != nil {
-		kubeconfig = filepath.Join(cp.Dir, fmt.Sprintf("counted-kubeconfig-%d", time.Now().UnixNano()))
-		if err := cp.countingProxy(ctx, so.counter, kubeconfig); err != nil {
+		if err := cp.countingProxy(ctx, so.counter, kubeconfig, so.token); err != nil {
 			return so, "", err
 		}
 	}
-	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig)
+	configFile, err := cp.writeSchedulerConfig(configYAML, kubeconfig, so.leaderElection)
 	return so, configFile, err
 }
 
 // writeSchedulerConfig writes the configuration with its client connection
-// pointed at kubeconfig and leader election off.
-func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string) (string, error) {
+// pointed at kubeconfig and, unless kept, leader election off.
+func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string, keepLeaderElection bool) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
 		return "", fmt.Errorf("decoding scheduler config: %w", err)
 	}
 	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 10000}
-	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	if !keepLeaderElection {
+		cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "", err

@@ -53,7 +53,7 @@ func TestFailoverToStandby(t *testing.T) {
 	start := func(name string) *child {
 		counter := controlplane.NewRequestCounter()
 		kc := filepath.Join(e.dir, name+".kubeconfig")
-		if err := cp.CountingKubeconfig(e.ctx, counter, kc); err != nil {
+		if err := cp.CountingKubeconfig(e.ctx, counter, kc, ""); err != nil {
 			t.Fatal(err)
 		}
 		writes[name] = counter

@@ -49,6 +49,7 @@ import (
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
+	"github.com/lockstep-sched/lockstep/test/testbin"
 	"github.com/lockstep-sched/lockstep/test/testlog"
 )
 
@@ -96,7 +97,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintf(os.Stderr, "etcd log and scheduler binary: %s\n", dir)
 			}
 		}()
-		if schedulerBin, err = buildScheduler(dir); err != nil {
+		if schedulerBin, err = testbin.BuildScheduler(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return code
 		}
@@ -114,28 +115,6 @@ func TestMain(m *testing.M) {
 		code = m.Run()
 		return code
 	}))
-}
-
-// buildScheduler builds ./cmd/lockstep-scheduler into dir, without the race
-// detector whatever this test binary was built with: it is a child process.
-func buildScheduler(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside a Go module (GOMOD=%q)", gomod)
-	}
-	bin := filepath.Join(dir, "lockstep-scheduler")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/lockstep-scheduler")
-	cmd.Dir = filepath.Dir(gomod)
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the scheduler: %v\n%s", err, out)
-	}
-	fmt.Fprintf(os.Stderr, "built lockstep-scheduler in %s\n", time.Since(start).Round(time.Second))
-	return bin, nil
 }
 
 // killPoint is when the first scheduler is killed: once at least the given
