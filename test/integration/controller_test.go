@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +14,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/controller"
+	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
 
@@ -239,4 +242,78 @@ func (e *env) denyBindings(suffix string) {
 		return err != nil && strings.Contains(err.Error(), "binding refused by the test")
 	})
 	e.deletePods(probe.Name)
+}
+
+// Two controller replicas with leader election: the one that waits writes
+// nothing (no status, no Event) while it sees the same gangs change, and
+// takes over when the leader goes.
+func TestControllerStandbyWritesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.ensureNamespace("lockstep-system")
+	start := func(name string) (context.CancelFunc, *controlplane.RequestCounter) {
+		counter := controlplane.NewRequestCounter()
+		kc := filepath.Join(t.TempDir(), name+".kubeconfig")
+		if err := cp.CountingKubeconfig(e.ctx, counter, kc, ""); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mgr, err := controller.NewManager(cfg, controller.Options{MetricsBindAddress: "0", LeaderElection: true, LeaderElectionNamespace: "lockstep-system"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		stop := func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		t.Cleanup(func() {
+			select {
+			case <-ctx.Done():
+			default:
+				stop()
+			}
+		})
+		if name == "leader" {
+			// Wait for it to lead before the standby starts.
+			e.waitFor("the first replica leads", 30*time.Second, func() bool {
+				return counter.Uses()["update coordination.k8s.io/leases"] > 0
+			})
+		}
+		return stop, counter
+	}
+	stopLeader, _ := start("leader")
+	_, standby := start("standby")
+	e.addNodes("n", 1, nodeSpec{cpu: "8", mem: "32Gi"})
+	e.createGang("first", 2, 2, podSpec{cpu: "1"})
+	e.waitGangBound("first", 2, bindBy)
+	e.waitPodGroupStatus("first", "Scheduled", phaseIs(podgroup.PhaseScheduled))
+	e.waitEvent("PodGroup", "first", "2/2 members scheduled", 30*time.Second)
+	writes := func() int64 {
+		n := standby.Writes()
+		return n - standby.Uses()["create coordination.k8s.io/leases"] - standby.Uses()["update coordination.k8s.io/leases"]
+	}
+	if n := writes(); n != 0 {
+		t.Fatalf("the standby wrote %d times while not leading: %v", n, standby.Uses())
+	}
+	stopLeader()
+	e.createGang("second", 2, 2, podSpec{cpu: "1"})
+	e.waitPodGroupStatus("second", "Scheduled after the takeover", phaseIs(podgroup.PhaseScheduled))
+	if writes() == 0 {
+		t.Fatal("the standby took over but wrote no status")
+	}
+}
+
+func (e *env) ensureNamespace(name string) {
+	e.t.Helper()
+	_, err := e.client.CoreV1().Namespaces().Create(e.ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
 }
