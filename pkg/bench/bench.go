@@ -149,6 +149,10 @@ type Options struct {
 	// CoschedulingBinary is scheduler-plugins' kube-scheduler; the
 	// comparison gets a Coscheduling column when it is set.
 	CoschedulingBinary string
+	// FloorMinMembers: scenarios whose largest gang has at least this many
+	// members get the apiserver's bind floor measured for it;
+	// DefaultFloorMinMembers when zero.
+	FloorMinMembers int
 	// LockstepFeatureGates are kube-scheduler feature gates for Lockstep's
 	// runs ("Name=false,..."), gang.FeatureGates when empty; the other
 	// schedulers run with those gates at kube-scheduler's defaults.
@@ -197,6 +201,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 8
+	}
+	if opts.FloorMinMembers <= 0 {
+		opts.FloorMinMembers = DefaultFloorMinMembers
 	}
 	if opts.ArrivalRate <= 0 || opts.RunTimeout <= 0 || opts.Stall <= 0 {
 		return nil, fmt.Errorf("arrival rate, run timeout and stall must be positive")
@@ -254,6 +261,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				default:
 					cmp.Coscheduling = &m
 				}
+			}
+			if most := s.largestGang(); most >= opts.FloorMinMembers {
+				floor, err := r.bindFloor(ctx, most)
+				if err != nil {
+					return rep, fmt.Errorf("%s: measuring the bind floor: %w", s.Name, err)
+				}
+				cmp.BindFloorMs, cmp.FloorMembers = val(float64(floor.Microseconds())/1000), most
 			}
 			cmp.computeRatios()
 			fmt.Fprintln(opts.Out)

@@ -59,6 +59,15 @@ type Scenario struct {
 	OnlyModes []Mode
 }
 
+// largestGang is the size of the scenario's largest gang.
+func (s Scenario) largestGang() int {
+	most := 0
+	for _, g := range s.Gangs {
+		most = max(most, g.Members)
+	}
+	return most
+}
+
 // RunsIn reports whether the scenario runs in mode.
 func (s Scenario) RunsIn(mode Mode) bool {
 	return len(s.OnlyModes) == 0 || slices.Contains(s.OnlyModes, mode)

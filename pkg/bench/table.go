@@ -24,6 +24,12 @@ type Comparison struct {
 	Ratios map[string]float64 `json:"ratios"`
 	// RatiosCoscheduling are lockstep / coscheduling, likewise.
 	RatiosCoscheduling map[string]float64 `json:"ratiosVsCoscheduling,omitempty"`
+	// BindFloorMs, for scenarios of big gangs, is how long the apiserver
+	// takes to bind a gang's worth of pods sent at once with no scheduler:
+	// the least bind skew any scheduler can reach.
+	BindFloorMs *float64 `json:"bindFloorMs,omitempty"`
+	// FloorMembers is the gang size the floor was measured for.
+	FloorMembers int `json:"floorMembers,omitempty"`
 }
 
 type kind int
@@ -181,6 +187,10 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 		endings = append(endings, names[i]+" "+ended(*m))
 	}
 	fmt.Fprintf(&b, "run ended: %s\n", strings.Join(endings, "; "))
+	if c.BindFloorMs != nil {
+		fmt.Fprintf(&b, "apiserver floor: binding %d pods sent at once, no scheduler, takes %s (first to last bind)\n",
+			c.FloorMembers, format(millis, c.BindFloorMs))
+	}
 	if c.Coscheduling == nil {
 		b.WriteString("ratio = lockstep / default\n\n")
 	} else {

@@ -40,6 +40,8 @@ func TestBenchSmoke(t *testing.T) {
 		Stall: 8 * time.Second,
 		Dir:   dir,
 		Out:   &out,
+		// The tiny large-gangs scenario's gangs get their floor measured.
+		FloorMinMembers: bench.TinySizes().LargeMembers,
 	})
 	t.Logf("benchmark output:\n%s", out.String())
 	if err != nil {
@@ -86,6 +88,9 @@ func TestBenchSmoke(t *testing.T) {
 		}
 		if s.Churn {
 			t.Logf("%s, %s: the default scheduler left %d partial gangs holding %d pods", c.Scenario, c.Mode, c.Default.GangsPartial, c.Default.PodsBoundInPartialGangs)
+		}
+		if c.Scenario == bench.LargeGangs && (c.BindFloorMs == nil || *c.BindFloorMs <= 0 || c.FloorMembers != bench.TinySizes().LargeMembers) {
+			t.Errorf("%s, %s: no bind floor measured: %v for %d members", c.Scenario, c.Mode, c.BindFloorMs, c.FloorMembers)
 		}
 		if !strings.Contains(out.String(), fmt.Sprintf("== %s, %s", c.Scenario, c.Mode.Title())) {
 			t.Errorf("no table for %s, %s", c.Scenario, c.Mode)
