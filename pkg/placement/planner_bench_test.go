@@ -29,15 +29,7 @@ func BenchmarkPlanGang(b *testing.B) {
 	}{{1000, 8}, {1000, 256}, {5000, 8}, {5000, 256}} {
 		b.Run(fmt.Sprintf("nodes=%d/gang=%d", tc.nodes, tc.gang), func(b *testing.B) {
 			req := Request{Nodes: benchCluster(tc.nodes), Members: members("w", tc.gang, "4", "8Gi"), Needed: tc.gang}
-			b.ReportAllocs()
-			var used int
-			for b.Loop() {
-				p, f := PlanGang(req)
-				if f != nil {
-					b.Fatal(f)
-				}
-				used = len(p.NodesUsed)
-			}
+			used := planLoop(b, req)
 			// 8 members of 4 CPU fill one 32-CPU node.
 			ideal := (tc.gang*4 + 31) / 32
 			b.ReportMetric(float64(used), "nodes/gang")
@@ -108,15 +100,21 @@ func BenchmarkPlanGangWholeNodes(b *testing.B) {
 	}
 	req := Request{Nodes: nodes, Members: ms, Needed: len(ms)}
 	b.Run("nodes=5000/gang=256", func(b *testing.B) {
-		b.ReportAllocs()
-		var used int
-		for b.Loop() {
-			p, f := PlanGang(req)
-			if f != nil {
-				b.Fatal(f)
-			}
-			used = len(p.NodesUsed)
-		}
-		b.ReportMetric(float64(used), "nodes/gang")
+		b.ReportMetric(float64(planLoop(b, req)), "nodes/gang")
 	})
+}
+
+// planLoop plans req for the benchmark's iterations and returns the nodes
+// the plan uses.
+func planLoop(b *testing.B, req Request) int {
+	b.ReportAllocs()
+	var used int
+	for b.Loop() {
+		p, f := PlanGang(req)
+		if f != nil {
+			b.Fatal(f)
+		}
+		used = len(p.NodesUsed)
+	}
+	return used
 }
