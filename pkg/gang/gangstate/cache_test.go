@@ -453,3 +453,55 @@ func TestTerminatingMembersDoNotCount(t *testing.T) {
 		t.Fatalf("the new member should follow a plan for the one member missing, got %+v", v)
 	}
 }
+
+// A member beyond the quorum that comes while the quorum waits at Permit for
+// the bind budget waits too: the gang has not started, and its held members
+// must stay in line to be let go together (not be orphaned at Permit by a
+// gang marked Running).
+func TestExtraMemberWhileQuorumWaitsForBudget(t *testing.T) {
+	f, a := newFixture(t, 2, 2, 4)
+	f.c.cfg.BindBudget = 2
+	pgB := f.pg.DeepCopy()
+	pgB.Name, pgB.UID = "h", "pg-h"
+	var b []*v1.Pod
+	for i := range 3 { // minMember 2, one extra
+		p := st.MakePod().Name(fmt.Sprintf("h-%d", i)).Namespace("ns").UID(fmt.Sprintf("h-%d", i)).SchedulerName("lockstep").
+			Label(podgroup.Label, "h").Req(map[v1.ResourceName]string{v1.ResourceCPU: "1"}).Obj()
+		_ = f.pods.Add(p)
+		b = append(b, p)
+	}
+	f.place(t, a[0])
+	f.place(t, a[1]) // released: 2 binding, the budget is full
+	for _, p := range b[:2] {
+		v, _ := f.c.PreFilter(p, pgB, f.nodes)
+		f.c.Reserve(p, v.Node)
+		f.c.Permit(p, pgB)
+	}
+	if f.c.Phase("ns/h") != Planned {
+		t.Fatalf("the second gang should wait in line, phase %s", f.c.Phase("ns/h"))
+	}
+	// The extra member either waits, or follows the place the plan gave it
+	// and waits in line at Permit with the others.
+	v, _ := f.c.PreFilter(b[2], pgB, f.nodes)
+	if f.c.Phase("ns/h") != Planned || v.Code == fwk.Success && v.Node == "" {
+		t.Fatalf("the extra member went ahead of its waiting quorum: %+v, phase %s", v, f.c.Phase("ns/h"))
+	}
+	held := 2
+	if v.Node != "" {
+		f.c.Reserve(b[2], v.Node)
+		if d, _ := f.c.Permit(b[2], pgB); d.Allow {
+			t.Fatalf("the extra member was let go ahead of its quorum: %+v", d)
+		}
+		held = 3
+	}
+	var allowed []types.UID
+	for _, p := range a {
+		bound := p.DeepCopy()
+		bound.Spec.NodeName = "n0"
+		_ = f.pods.Update(bound)
+		allowed = append(allowed, f.c.PodBound(bound).Allow...)
+	}
+	if len(allowed) != held || f.c.Phase("ns/h") != Binding {
+		t.Fatalf("the waiting members were not let go together once the budget freed: allowed %v of %d, phase %s", allowed, held, f.c.Phase("ns/h"))
+	}
+}

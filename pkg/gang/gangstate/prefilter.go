@@ -78,6 +78,14 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 		}
 		return c.startedLocked(g, cen, required, nodes, now), eff
 	}
+	if g.phase == Planned && g.ready && cen.scheduled >= g.minMember() {
+		// The quorum waits at Permit for the bind budget: the gang has not
+		// started, and its members must be let go together.
+		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
+			return c.follow(g, s, now), eff
+		}
+		return refuse(fwk.Unschedulable, beyondQuorum), eff
+	}
 	if cen.scheduled >= g.minMember() {
 		if g.phase != Running {
 			c.toRunningLocked(g, &eff)
