@@ -495,13 +495,28 @@ func TestExtraMemberWhileQuorumWaitsForBudget(t *testing.T) {
 		held = 3
 	}
 	var allowed []types.UID
+	woken := map[string]bool{}
 	for _, p := range a {
 		bound := p.DeepCopy()
 		bound.Spec.NodeName = "n0"
 		_ = f.pods.Update(bound)
-		allowed = append(allowed, f.c.PodBound(bound).Allow...)
+		eff := f.c.PodBound(bound)
+		allowed = append(allowed, eff.Allow...)
+		for k := range eff.Activate {
+			woken[k] = true
+		}
 	}
 	if len(allowed) != held || f.c.Phase("ns/h") != Binding {
 		t.Fatalf("the waiting members were not let go together once the budget freed: allowed %v of %d, phase %s", allowed, held, f.c.Phase("ns/h"))
+	}
+	if held == 2 {
+		// Refused while the quorum waited, the extra member is woken at the
+		// release and goes now.
+		if !woken["ns/h-2"] {
+			t.Errorf("the extra member was not woken at the release: %v", woken)
+		}
+		if v, _ := f.c.PreFilter(b[2], pgB, f.nodes); v.Code != fwk.Success {
+			t.Fatalf("the extra member of a started gang: %+v", v)
+		}
 	}
 }

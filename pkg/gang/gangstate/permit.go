@@ -177,7 +177,26 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s: %s",
 		len(eff.Allow)+1, nodes.Len(), where, assignments(g.plan.slots)))
 	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU, Members: members}
+	// Members beyond the quorum that were refused while it waited may go
+	// now, as members of a started gang: wake them rather than leave them
+	// to their back-off, which may outlast a short job.
+	for _, p := range c.pendingBeyondPlanLocked(g) {
+		eff.activate(p)
+	}
 	c.bindingDoneLocked(g, eff)
+}
+
+// pendingBeyondPlanLocked lists the gang's unbound members its plan has no
+// place for.
+func (c *Cache) pendingBeyondPlanLocked(g *gang) []*v1.Pod {
+	var out []*v1.Pod
+	objs, _ := c.cfg.Pods.ByIndex(GangIndex, g.key)
+	for _, o := range objs {
+		if pod, ok := o.(*v1.Pod); ok && !podgroup.IsBound(pod) && !podgroup.IsTerminal(pod) && g.plan.slots[pod.UID] == nil {
+			out = append(out, pod)
+		}
+	}
+	return out
 }
 
 // bindingDoneLocked moves a Binding gang to Running once no planned member
