@@ -67,8 +67,10 @@ func WithFeatureGates(gates string) SchedulerOption {
 
 // StartScheduler runs a scheduler against the control plane with the given
 // KubeSchedulerConfiguration (YAML). Its client connection is pointed at the
-// control plane and leader election is turned off; everything else is as
-// given, so tests run the configuration that ships.
+// control plane and leader election is turned off (kube-scheduler exits its
+// process when it stops leading: use StartSchedulerProcess with
+// WithLeaderElection); everything else is as given, so tests run the
+// configuration that ships.
 func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {

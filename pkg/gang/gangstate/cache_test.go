@@ -62,6 +62,21 @@ func newFixture(t *testing.T, min int32, members int, nodes int) (*fixture, []*v
 	return f, pods
 }
 
+// otherGang adds a second gang to the fixture: a PodGroup of minMember min
+// and members pods of cpu CPUs each, named <name>-<i>.
+func (f *fixture) otherGang(name string, min int32, members int, cpu string) (*v1alpha1.PodGroup, []*v1.Pod) {
+	pg := f.pg.DeepCopy()
+	pg.Name, pg.UID, pg.Spec.MinMember = name, types.UID("pg-"+name), min
+	var pods []*v1.Pod
+	for i := range members {
+		p := st.MakePod().Name(fmt.Sprintf("%s-%d", name, i)).Namespace("ns").UID(fmt.Sprintf("%s-%d", name, i)).SchedulerName("lockstep").
+			Label(podgroup.Label, name).Req(map[v1.ResourceName]string{v1.ResourceCPU: cpu}).Obj()
+		_ = f.pods.Add(p)
+		pods = append(pods, p)
+	}
+	return pg, pods
+}
+
 // place runs PreFilter, Reserve and Permit for a member on its planned node.
 func (f *fixture) place(t *testing.T, p *v1.Pod) (PermitDecision, Effects) {
 	t.Helper()
@@ -225,15 +240,7 @@ func TestBindPacing(t *testing.T) {
 func testBindPacing(t *testing.T, deadline bool) {
 	f, a := newFixture(t, 2, 2, 4)
 	f.c.cfg.BindBudget = 2
-	pgB := f.pg.DeepCopy()
-	pgB.Name, pgB.UID = "h", "pg-h"
-	var b []*v1.Pod
-	for i := range 2 {
-		p := st.MakePod().Name(fmt.Sprintf("h-%d", i)).Namespace("ns").UID(fmt.Sprintf("h-%d", i)).SchedulerName("lockstep").
-			Label(podgroup.Label, "h").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
-		_ = f.pods.Add(p)
-		b = append(b, p)
-	}
+	pgB, b := f.otherGang("h", 2, 2, "4")
 	placeIn := func(pg *v1alpha1.PodGroup, p *v1.Pod) (PermitDecision, Effects) {
 		v, _ := f.c.PreFilter(p, pg, f.nodes)
 		if v.Node == "" {
@@ -292,15 +299,7 @@ func testBindPacing(t *testing.T, deadline bool) {
 func TestBindPacingLargeGang(t *testing.T) {
 	f, a := newFixture(t, 2, 2, 8)
 	f.c.cfg.BindBudget = 2
-	pgB := f.pg.DeepCopy()
-	pgB.Name, pgB.UID, pgB.Spec.MinMember = "big", "pg-big", 3
-	var b []*v1.Pod
-	for i := range 3 {
-		p := st.MakePod().Name(fmt.Sprintf("big-%d", i)).Namespace("ns").UID(fmt.Sprintf("big-%d", i)).SchedulerName("lockstep").
-			Label(podgroup.Label, "big").Req(map[v1.ResourceName]string{v1.ResourceCPU: "4"}).Obj()
-		_ = f.pods.Add(p)
-		b = append(b, p)
-	}
+	pgB, b := f.otherGang("big", 3, 3, "4")
 	for _, p := range a {
 		f.place(t, p)
 	}
@@ -461,15 +460,7 @@ func TestTerminatingMembersDoNotCount(t *testing.T) {
 func TestExtraMemberWhileQuorumWaitsForBudget(t *testing.T) {
 	f, a := newFixture(t, 2, 2, 4)
 	f.c.cfg.BindBudget = 2
-	pgB := f.pg.DeepCopy()
-	pgB.Name, pgB.UID = "h", "pg-h"
-	var b []*v1.Pod
-	for i := range 3 { // minMember 2, one extra
-		p := st.MakePod().Name(fmt.Sprintf("h-%d", i)).Namespace("ns").UID(fmt.Sprintf("h-%d", i)).SchedulerName("lockstep").
-			Label(podgroup.Label, "h").Req(map[v1.ResourceName]string{v1.ResourceCPU: "1"}).Obj()
-		_ = f.pods.Add(p)
-		b = append(b, p)
-	}
+	pgB, b := f.otherGang("h", 2, 3, "1")
 	f.place(t, a[0])
 	f.place(t, a[1]) // released: 2 binding, the budget is full
 	for _, p := range b[:2] {
