@@ -180,10 +180,14 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err
 	}
+	s.topo.OnChange(func() { s.apply(logger, s.cache.RoomChanged()) })
+	if err := s.topo.WatchPods(podInformer); err != nil {
+		return nil, fmt.Errorf("watching pods for NUMA accounting: %w", err)
+	}
 	pgFactory.Start(ctx.Done())
 	if restCfg != nil {
 		// New or changed zones may hold what waits.
-		if err := s.topo.Start(ctx, restCfg, func() { s.apply(logger, s.cache.RoomChanged()) }); err != nil {
+		if err := s.topo.Start(ctx, restCfg); err != nil {
 			return nil, fmt.Errorf("watching NodeResourceTopologies: %w", err)
 		}
 	}
@@ -249,13 +253,12 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 				s.cache.RoomFreed()
 			}
 		},
-		// A pod gone gives back its NUMA zones and its place in a plan.
+		// A pod gone gives back its place in a plan.
 		DeleteFunc: func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
 			if pod, ok := obj.(*v1.Pod); ok {
-				s.topo.Forget(pod.UID)
 				s.placed.take(pod.UID)
 				s.apply(s.logger, s.cache.PodDeleted(pod))
 			}

@@ -22,9 +22,9 @@ import (
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/gang/gangstate"
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
-	"github.com/lockstep-sched/lockstep/pkg/topology"
 )
 
 // Name is the plugin's name in the registry and in scheduler configurations.
@@ -62,8 +62,9 @@ type cycleState struct {
 	// held is the room per node this pod may not use.
 	held    map[string]placement.Resources
 	request placement.Resources
-	// numa is what the pod needs from one NUMA zone, nil if nothing.
-	numa *placement.Resources
+	// numa is what the pod asks of kubelet's CPU manager, nil if it gets
+	// no exclusive CPUs.
+	numa *numa.Needs
 }
 
 func (s *cycleState) Clone() fwk.StateData { return s }
@@ -132,7 +133,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	if v.Code != fwk.Success {
 		return nil, fwk.NewStatus(v.Code, v.Reason)
 	}
-	st := &cycleState{plannedNode: v.Node, nodes: v.Nodes, held: v.Held, request: placement.PodRequest(pod), numa: topology.NUMANeed(pod)}
+	st := &cycleState{plannedNode: v.Node, nodes: v.Nodes, held: v.Held, request: placement.PodRequest(pod), numa: numa.NeedsOf(pod)}
 	cs.Write(stateKey, st)
 	switch {
 	case v.Node != "":
@@ -170,10 +171,10 @@ func (pl *Gang) Filter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, ni f
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "outside the topology domain the gang is placed in")
 	}
 	if st.numa != nil {
-		if zones, single := pl.s.topo.ZonesOf(node.Name); single && len(zones) > 0 {
-			if _, ok := topology.Choose(zones, true, st.numa); !ok {
-				return fwk.NewStatus(fwk.Unschedulable, placement.ReasonNUMA)
-			}
+		// Kubelet must admit the pod whatever the order it admits it in
+		// among the pods bound there and not yet counted.
+		if z := pl.s.topo.NodeOf(node.Name); z != nil && z.Policy.Rejects() && !z.Fits(nil, st.numa.For(z.Scope)) {
+			return fwk.NewStatus(fwk.Unschedulable, placement.ReasonNUMA)
 		}
 	}
 	held, ok := st.held[node.Name]
@@ -210,14 +211,8 @@ func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 // Reserve records an assumed member, and the NUMA zones a pod with
 // exclusive CPUs takes.
 func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
-	if need := topology.NUMANeed(pod); need != nil {
-		if zones, single := pl.s.topo.ZonesOf(node); len(zones) > 0 {
-			if chosen, ok := topology.Choose(zones, single, need); ok {
-				pl.s.topo.Assign(node, pod.UID, chosen)
-				klog.FromContext(ctx).V(2).Info("NUMA zones reserved", "pod", klog.KObj(pod), "node", node, "zones", chosen)
-			}
-		}
-	}
+	// Until kubelet admits it, the pod counts on the node's zones.
+	pl.s.topo.Assume(node, pod)
 	if podgroup.NameOf(pod) != "" {
 		pl.s.cache.Reserve(pod, node)
 	}

@@ -11,6 +11,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 )
 
 // Member is one pod of a gang waiting to be placed.
@@ -20,15 +22,9 @@ type Member struct {
 	// Avoid lists nodes this member must not be planned on again: its full
 	// Filter chain refused them after an earlier plan chose them.
 	Avoid sets.Set[string]
-	// NUMA is what the member needs from one NUMA zone when kubelet would
-	// give it exclusive CPUs (Guaranteed, integer CPU); nil otherwise.
-	NUMA *Resources
-}
-
-// Zone is a NUMA zone of a node and the room left in it.
-type Zone struct {
-	Name string
-	Free Resources
+	// NUMA is what the member asks of kubelet's CPU manager when it gets
+	// exclusive CPUs (Guaranteed, whole CPUs); nil otherwise.
+	NUMA *numa.Needs
 }
 
 // Node is a node as a plan sees it: its object and the room a plan may use,
@@ -36,11 +32,10 @@ type Zone struct {
 type Node struct {
 	Info fwk.NodeInfo
 	Free Resources
-	// Zones are the node's NUMA zones when known (NodeResourceTopology).
-	Zones []Zone
-	// SingleNUMA is set when kubelet's Topology Manager policy is
-	// single-numa-node: a member with a NUMA need must fit one zone.
-	SingleNUMA bool
+	// NUMA is the node's NUMA zones and the pods kubelet has yet to admit
+	// there, when known (NodeResourceTopology); the plan only puts a
+	// member where kubelet admits it whatever the order. Read only.
+	NUMA *numa.Node
 }
 
 // Request asks for a plan.
@@ -85,8 +80,9 @@ type Plan struct {
 	// NodeOf maps a member's index in Request.Members to a node index in
 	// Request.Nodes; members left out (extras that did not fit) are absent.
 	NodeOf map[int]int
-	// ZonesOf names the NUMA zones each member takes, for members with a
-	// NUMA need on nodes whose zones are known.
+	// ZonesOf names the NUMA zones kubelet gives each member with a NUMA
+	// need on a node whose zones are known, if it admits the node's pods
+	// in plan order (other orders are safe too, in other zones).
 	ZonesOf map[int][]string
 	// NodesUsed lists the node indices the plan uses, in the order opened.
 	NodesUsed []int
@@ -327,10 +323,14 @@ type placing struct {
 	*planner
 	nodes []int
 	free  []Resources
-	// zoneBuf holds the zones of all the domain's nodes, those of the li-th
-	// node at zoneAt[li] up to zoneAt[li+1]; see zones.
-	zoneBuf []Resources
+	// zoneBuf holds the free CPUs of the zones of all the domain's nodes,
+	// those of the li-th node at zoneAt[li] up to zoneAt[li+1], as kubelet
+	// leaves them admitting the pending pods and the plan's in order; see
+	// zones. planned[li] are the NUMA demands the plan put on the li-th
+	// node.
+	zoneBuf []int64
 	zoneAt  []int
+	planned [][]numa.Demand
 	used    []bool
 	// opened lists the positions of the nodes the plan uses, in the order
 	// opened; roomy those of them that may still take members of run
@@ -361,29 +361,48 @@ func (s *placing) reset(nodes []int) {
 	s.caps = resize(s.caps, n)
 	s.opened, s.roomy = s.opened[:0], s.roomy[:0]
 	s.capsRun, s.queueRun, s.roomyRun = -1, -1, -1
+	s.planned = resize(s.planned, n)
 	total := 0
 	for li, ni := range nodes {
 		s.free[li] = s.req.Nodes[ni].Free
 		s.used[li] = false
-		total += len(s.req.Nodes[ni].Zones)
+		s.planned[li] = s.planned[li][:0]
+		if z := s.req.Nodes[ni].NUMA; z != nil {
+			total += len(z.Free)
+		}
 	}
 	s.zoneBuf = resize(s.zoneBuf, total)
 	s.zoneAt = resize(s.zoneAt, n+1)
 	at := 0
 	for li, ni := range nodes {
 		s.zoneAt[li] = at
-		for _, z := range s.req.Nodes[ni].Zones {
-			s.zoneBuf[at] = z.Free
-			at++
+		z := s.req.Nodes[ni].NUMA
+		if z == nil {
+			continue
 		}
+		copy(s.zoneBuf[at:], z.Free)
+		for _, d := range z.Pending {
+			numa.Admit(z.Policy, z.Capacity, s.zoneBuf[at:at+len(z.Free)], d)
+		}
+		at += len(z.Free)
 	}
 	s.zoneAt[n] = at
 }
 
-// zones returns the running room of the domain's li-th node's NUMA zones,
-// in the order of the request's Zones; empty when they are not known.
-func (s *placing) zones(li int) []Resources {
+// zones returns the free CPUs of the domain's li-th node's NUMA zones as
+// the plan leaves them, in NUMA order; empty when they are not known.
+func (s *placing) zones(li int) []int64 {
 	return s.zoneBuf[s.zoneAt[li]:s.zoneAt[li+1]]
+}
+
+// numaOf returns the li-th node's NUMA model and what m asks of it; a nil
+// demand when either is unknown or m gets no exclusive CPUs.
+func (s *placing) numaOf(li int, m *Member) (*numa.Node, numa.Demand) {
+	z := s.req.Nodes[s.nodes[li]].NUMA
+	if z == nil || m.NUMA == nil || len(z.Free) == 0 {
+		return nil, nil
+	}
+	return z, m.NUMA.For(z.Scope)
 }
 
 // resize returns buf with length n, reallocating only when it is too
@@ -483,77 +502,42 @@ func (s *placing) usedNodeFor(pos int) int {
 	return best
 }
 
-// fits reports whether member m fits the domain's li-th node now, and the
-// single NUMA zone it would take (-1 when it needs none, or spans zones).
+// fits reports whether member m fits the domain's li-th node now, where
+// kubelet admits it whatever the order it admits the node's pods in, and
+// the single NUMA zone it would take in plan order (-1 when it needs none,
+// or spans zones).
 func (s *placing) fits(li int, m *Member) (bool, int) {
 	if !s.free[li].Fits(&m.Request) {
 		return false, -1
 	}
-	zones := s.zones(li)
-	if m.NUMA == nil || len(zones) == 0 {
+	z, d := s.numaOf(li, m)
+	if len(d) == 0 {
 		return true, -1
 	}
-	if z := bestZone(zones, m.NUMA); z >= 0 {
-		return true, z
+	if !z.Fits(s.planned[li], d) {
+		return false, -1
 	}
-	// Kubelet would refuse the pod (TopologyAffinityError) where it must fit
-	// one zone and none has room; elsewhere it spans zones.
-	return !s.req.Nodes[s.nodes[li]].SingleNUMA, -1
-}
-
-// bestZone is the zone left with the least CPU that still fits need, or -1.
-func bestZone(zones []Resources, need *Resources) int {
-	best := -1
-	for i := range zones {
-		if !zoneFits(&zones[i], need) {
-			continue
-		}
-		if best < 0 || zones[i].MilliCPU < zones[best].MilliCPU {
-			best = i
-		}
+	sim := slices.Clone(s.zones(li))
+	a := numa.Admit(z.Policy, z.Capacity, sim, d)
+	if zones := a.Zones(); len(zones) == 1 {
+		return true, zones[0]
 	}
-	return best
+	return true, -1
 }
 
-// zoneFits checks CPU and memory; a zone that does not report memory
-// carries a huge value for it.
-func zoneFits(zone, need *Resources) bool {
-	return need.MilliCPU <= zone.MilliCPU && need.Memory <= zone.Memory
-}
-
-// take places m on the domain's li-th node and returns the NUMA zones it
-// takes.
+// take places m on the domain's li-th node and returns the NUMA zones
+// kubelet gives it in plan order.
 func (s *placing) take(li int, m *Member) []string {
 	s.free[li].Sub(&m.Request)
-	zones := s.zones(li)
-	if m.NUMA == nil || len(zones) == 0 {
+	z, d := s.numaOf(li, m)
+	if len(d) == 0 {
 		return nil
 	}
-	names := s.req.Nodes[s.nodes[li]].Zones
-	if z := bestZone(zones, m.NUMA); z >= 0 {
-		zones[z].Sub(m.NUMA)
-		return []string{names[z].Name}
-	}
-	// Span zones, the roomiest first, so the pod touches as few as it can.
-	order := make([]int, len(zones))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return zones[order[a]].MilliCPU > zones[order[b]].MilliCPU })
-	cpu, mem := m.NUMA.MilliCPU, m.NUMA.Memory
+	s.planned[li] = append(s.planned[li], d)
+	a := numa.Admit(z.Policy, z.Capacity, s.zones(li), d)
 	var out []string
-	for _, z := range order {
-		if cpu <= 0 && mem <= 0 {
-			break
-		}
-		c, mm := min(cpu, max(zones[z].MilliCPU, 0)), min(mem, max(zones[z].Memory, 0))
-		if c == 0 && mm == 0 {
-			continue
-		}
-		zones[z].MilliCPU -= c
-		zones[z].Memory -= mm
-		cpu, mem = cpu-c, mem-mm
-		out = append(out, names[z].Name)
+	for _, i := range a.Zones() {
+		out = append(out, z.Names[i])
 	}
 	return out
 }
@@ -670,12 +654,12 @@ func (q *roomiestQueue) pop() int {
 }
 
 // copiesOn is how many members like m fit into room left of the li-th
-// node, each in one NUMA zone where the node's policy demands it. The
-// zones are the unused node's, untouched by the plan.
+// node, where kubelet admits them all whatever the order. The node is
+// unused: the plan put nothing on it yet.
 func (s *placing) copiesOn(li int, m *Member, left *Resources) int64 {
 	k := left.copies(&m.Request)
-	if m.NUMA != nil && len(s.zones(li)) > 0 && s.req.Nodes[s.nodes[li]].SingleNUMA {
-		k = min(k, zoneCopies(s.zones(li), m.NUMA))
+	if z, d := s.numaOf(li, m); len(d) > 0 {
+		k = z.Copies(nil, d, k)
 	}
 	return k
 }
@@ -701,7 +685,7 @@ func (s *placing) runOn(li, pos int) int64 {
 			k = min(count, s.copiesOn(li, r.member, &left))
 		}
 		taken += k
-		if k < count || (r.member.NUMA != nil && len(s.zones(li)) > 0) || ri == len(s.runs)-1 {
+		if z, d := s.numaOf(li, r.member); k < count || len(d) > 0 && z != nil || ri == len(s.runs)-1 {
 			break
 		}
 		if ri == first {
@@ -727,23 +711,6 @@ func (s *placing) tighterNode(a, b int) bool {
 		return na < nb
 	}
 	return a < b
-}
-
-// zoneCopies is how many members needing need fit the zones, each in one.
-// A need of nothing fits unboundedly often: the sum saturates rather than
-// overflow to a negative count.
-func zoneCopies(zones []Resources, need *Resources) int64 {
-	const unbounded = int64(1) << 62 // as copies returns for no request
-	var n int64
-	for i := range zones {
-		c := Resources{MilliCPU: need.MilliCPU, Memory: need.Memory}
-		k := zones[i].copies(&c)
-		if k >= unbounded-n {
-			return unbounded
-		}
-		n += k
-	}
-	return n
 }
 
 // run is a stretch of consecutive members (positions start to end in the
@@ -778,11 +745,11 @@ func runsOf(members []Member, cons []*constraints, order []int) ([]run, []int) {
 	return runs, runAt
 }
 
-func sameNUMA(a, b *Resources) bool {
+func sameNUMA(a, b *numa.Needs) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return sameRequest(a, b)
+	return slices.Equal(a.Container, b.Container) && slices.Equal(a.Pod, b.Pod)
 }
 
 func sameRequest(a, b *Resources) bool {

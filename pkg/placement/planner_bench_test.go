@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"github.com/lockstep-sched/lockstep/pkg/numa"
+
 	"fmt"
 	"testing"
 
@@ -49,12 +51,9 @@ func benchTopology(n int) []Node {
 			rackKey:          fmt.Sprintf("rack-%03d", i/40),
 			v1.LabelHostname: name,
 		}
-		free := nodes[i].Free.MilliCPU
-		nodes[i].SingleNUMA = true
-		nodes[i].Zones = []Zone{
-			{Name: "node-0", Free: Resources{MilliCPU: min(16000, free), Memory: 1 << 60}},
-			{Name: "node-1", Free: Resources{MilliCPU: max(0, free-16000), Memory: 1 << 60}},
-		}
+		free := nodes[i].Free.MilliCPU / 1000
+		nodes[i].NUMA = &numa.Node{Policy: numa.PolicySingleNUMANode, Scope: numa.ScopePod, Names: []string{"node-0", "node-1"},
+			Capacity: []int64{16, 16}, Free: []int64{min(16, free), max(0, free-16)}}
 	}
 	return nodes
 }

@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"github.com/lockstep-sched/lockstep/pkg/numa"
+
 	"fmt"
 	"maps"
 	"math/rand"
@@ -45,10 +47,16 @@ func randomRequest(r *rand.Rand) Request {
 			node.Free.Scalar = map[v1.ResourceName]int64{gpuResource: int64(r.Intn(9))}
 		}
 		if r.Intn(3) == 0 {
-			for z := range 1 + r.Intn(3) {
-				node.Zones = append(node.Zones, Zone{Name: fmt.Sprintf("node-%d", z), Free: Resources{MilliCPU: int64(r.Intn(9)) * 2000, Memory: 1 << 60}})
+			z := &numa.Node{Policy: []numa.Policy{numa.PolicySingleNUMANode, numa.PolicyRestricted, numa.PolicyBestEffort}[r.Intn(3)], Scope: numa.ScopePod}
+			for i := range 1 + r.Intn(3) {
+				z.Names = append(z.Names, fmt.Sprintf("node-%d", i))
+				z.Capacity = append(z.Capacity, 16)
+				z.Free = append(z.Free, int64(r.Intn(9))*2)
 			}
-			node.SingleNUMA = r.Intn(2) == 0
+			if r.Intn(3) == 0 {
+				z.Pending = []numa.Demand{{{CPUs: 1 + int64(r.Intn(6))}}}
+			}
+			node.NUMA = z
 		}
 		req.Nodes = append(req.Nodes, node)
 	}
@@ -79,7 +87,8 @@ func randomRequest(r *rand.Rand) Request {
 			m.Avoid = sets.New(fmt.Sprintf("n%02d", r.Intn(len(req.Nodes))))
 		}
 		if sh.numa {
-			m.NUMA = &Resources{MilliCPU: sh.res.MilliCPU, Memory: sh.res.Memory}
+			d := numa.Demand{{CPUs: sh.res.MilliCPU / 1000}}
+			m.NUMA = &numa.Needs{Container: d, Pod: d}
 		}
 		req.Members = append(req.Members, m)
 	}
@@ -105,7 +114,7 @@ func snapshot(req Request) []Node {
 	out := slices.Clone(req.Nodes)
 	for i := range out {
 		out[i].Free.Scalar = maps.Clone(out[i].Free.Scalar)
-		out[i].Zones = slices.Clone(out[i].Zones)
+		out[i].NUMA = out[i].NUMA.Clone()
 	}
 	return out
 }
@@ -168,34 +177,26 @@ func FuzzPlanGang(f *testing.F) {
 func checkRoom(t *testing.T, iter int, req Request, plan *Plan) {
 	t.Helper()
 	taken := make([]Resources, len(req.Nodes))
-	// Under single-numa-node each member with a NUMA need takes one zone
-	// whole: node, zone -> the CPU those members take there. (Elsewhere a
-	// member may span zones, or overflow them when the node has more room
-	// than its zones report.)
-	zoneCPU := map[[2]int]int64{}
+	// Where kubelet may reject for alignment, every order kubelet may admit
+	// a node's pods in must work.
+	onNode := map[int][]numa.Demand{}
 	for mi, ni := range plan.NodeOf {
 		m := &req.Members[mi]
 		taken[ni].Add(&m.Request)
-		node := &req.Nodes[ni]
-		if m.NUMA == nil || len(node.Zones) == 0 || !node.SingleNUMA {
-			continue
+		if z := req.Nodes[ni].NUMA; z != nil && m.NUMA != nil {
+			onNode[ni] = append(onNode[ni], m.NUMA.For(z.Scope))
 		}
-		zones := plan.ZonesOf[mi]
-		if len(zones) != 1 {
-			t.Fatalf("case %d: member %d on single-numa-node %d takes zones %v", iter, mi, ni, zones)
+	}
+	for ni, ds := range onNode {
+		z := req.Nodes[ni].NUMA
+		if !numa.Safe(z.Policy, z.Capacity, z.Free, append(slices.Clone(z.Pending), ds...)) {
+			t.Fatalf("case %d: node %d (%s, free %v, pending %v) given %v, which kubelet may reject", iter, ni, z.Policy, z.Free, z.Pending, ds)
 		}
-		z := slices.IndexFunc(node.Zones, func(z Zone) bool { return z.Name == zones[0] })
-		zoneCPU[[2]int{ni, z}] += m.NUMA.MilliCPU
 	}
 	for _, ni := range plan.NodesUsed {
 		free := req.Nodes[ni].Free
 		if name := free.Insufficient(&taken[ni]); name != "" {
 			t.Fatalf("case %d: node %d given more %s than it has: %s of %s", iter, ni, name, taken[ni].String(), free.String())
-		}
-	}
-	for k, cpu := range zoneCPU {
-		if free := req.Nodes[k[0]].Zones[k[1]].Free.MilliCPU; cpu > free {
-			t.Fatalf("case %d: zone %d of node %d given %dm CPU of %dm", iter, k[1], k[0], cpu, free)
 		}
 	}
 }

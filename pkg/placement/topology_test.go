@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"github.com/lockstep-sched/lockstep/pkg/numa"
+
 	"fmt"
 	"strings"
 	"testing"
@@ -130,23 +132,21 @@ func TestPlanSkipsLevelsNoNodeCarries(t *testing.T) {
 	}
 }
 
-// numaNode is a node with two NUMA zones of zoneCPU each.
-func numaNode(name string, zoneCPU int64, single bool, zoneUsed ...int64) Node {
-	n := node(name, fmt.Sprint(2*zoneCPU/1000), "64Gi")
-	n.SingleNUMA = single
-	for i := range 2 {
-		free := Resources{MilliCPU: zoneCPU}
-		if i < len(zoneUsed) {
-			free.MilliCPU -= zoneUsed[i]
-		}
-		n.Zones = append(n.Zones, Zone{Name: fmt.Sprintf("node-%d", i), Free: free})
+// numaNode is a node with two NUMA zones of zoneCPUs each, under a policy.
+func numaNode(name string, zoneCPUs int64, policy numa.Policy, zoneUsed ...int64) Node {
+	n := node(name, fmt.Sprint(2*zoneCPUs), "64Gi")
+	n.NUMA = &numa.Node{Policy: policy, Scope: numa.ScopePod, Names: []string{"node-0", "node-1"},
+		Capacity: []int64{zoneCPUs, zoneCPUs}, Free: []int64{zoneCPUs, zoneCPUs}}
+	for i, used := range zoneUsed {
+		n.NUMA.Free[i] -= used
 	}
 	return n
 }
 
 func exclusive(ms []Member) []Member {
 	for i := range ms {
-		ms[i].NUMA = &Resources{MilliCPU: ms[i].Request.MilliCPU}
+		d := numa.Demand{{CPUs: ms[i].Request.MilliCPU / 1000}}
+		ms[i].NUMA = &numa.Needs{Container: d, Pod: d}
 	}
 	return ms
 }
@@ -156,8 +156,8 @@ func exclusive(ms []Member) []Member {
 func TestPlanSingleNUMANodeEmulatesKubeletAdmission(t *testing.T) {
 	// Node free CPU 10 in total, but 5 per zone: a 6-CPU pod fits the node
 	// and no zone.
-	tight := numaNode("tight", 8000, true, 3000, 3000)
-	roomy := numaNode("roomy", 8000, true)
+	tight := numaNode("tight", 8, numa.PolicySingleNUMANode, 3, 3)
+	roomy := numaNode("roomy", 8, numa.PolicySingleNUMANode)
 	req := Request{Nodes: []Node{tight, roomy}, Members: exclusive(members("w", 2, "6", "1Gi")), Needed: 2}
 	p, f := PlanGang(req)
 	if f != nil {
@@ -185,9 +185,52 @@ func TestPlanSingleNUMANodeEmulatesKubeletAdmission(t *testing.T) {
 	}
 }
 
-func TestPlanPrefersOneZoneWithoutSingleNUMAPolicy(t *testing.T) {
-	// Policy none: kubelet admits a pod across zones, but one zone is better.
-	n := numaNode("n", 8000, false, 4000, 0)
+// Kubelet picks the lowest numbered zone with room, whatever order the pods
+// come in: a plan must hold for every order, not just its own.
+func TestPlanHoldsWhateverOrderKubeletAdmitsIn(t *testing.T) {
+	// Two 12-CPU and two 4-CPU pods fill two 16-CPU zones exactly, but if
+	// kubelet admits the small ones first they share zone 0 and the second
+	// large one fits nowhere. One node cannot take all four.
+	big := exclusive(members("big", 2, "12", "1Gi"))
+	small := exclusive(members("small", 2, "4", "1Gi"))
+	req := Request{
+		Nodes:   []Node{numaNode("a", 16, numa.PolicySingleNUMANode), numaNode("b", 16, numa.PolicySingleNUMANode)},
+		Members: append(big, small...), Needed: 4,
+	}
+	p, f := PlanGang(req)
+	if f != nil {
+		t.Fatal(f)
+	}
+	perNode := map[int][]numa.Demand{}
+	for mi, ni := range p.NodeOf {
+		perNode[ni] = append(perNode[ni], req.Members[mi].NUMA.Pod)
+	}
+	if len(perNode) != 2 {
+		t.Fatalf("the four pods must be spread over both nodes, got %v", perNode)
+	}
+	for ni, ds := range perNode {
+		n := req.Nodes[ni].NUMA
+		if !numa.Safe(n.Policy, n.Capacity, n.Free, ds) {
+			t.Fatalf("node %d gets %v, which kubelet may reject", ni, ds)
+		}
+	}
+	// The pods kubelet has yet to admit count as well.
+	req.Nodes = req.Nodes[:1]
+	req.Nodes[0].NUMA.Pending = []numa.Demand{{{CPUs: 12}}, {{CPUs: 4}}, {{CPUs: 4}}}
+	req.Members, req.Needed = big[:1], 1
+	if _, f := PlanGang(req); f == nil || f.Reasons[ReasonNUMA] == 0 {
+		t.Fatalf("the pending pods fill the node exactly only in some orders; want a NUMA refusal, got %+v", f)
+	}
+	req.Nodes[0].NUMA.Pending = req.Nodes[0].NUMA.Pending[:2]
+	if _, f := PlanGang(req); f != nil {
+		t.Fatalf("one 12-CPU and one 4-CPU pod pending leave room for another 12 in any order: %v", f)
+	}
+}
+
+func TestPlanPrefersOneZoneWithoutAlignmentPolicy(t *testing.T) {
+	// best-effort: kubelet admits a pod across zones, but one zone is
+	// better, and kubelet takes the lowest numbered zone that holds it.
+	n := numaNode("n", 8, numa.PolicyBestEffort, 4, 0)
 	req := Request{Nodes: []Node{n}, Members: exclusive(members("w", 1, "6", "1Gi")), Needed: 1}
 	p, f := PlanGang(req)
 	if f != nil {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -46,11 +47,11 @@ const PermitGrace = 30 * time.Second
 
 // Zones tells the planner nodes' NUMA zones.
 type Zones interface {
-	// ZonesOf returns a node's zones with the room left, and whether its
-	// policy is single-numa-node.
-	ZonesOf(node string) ([]placement.Zone, bool)
-	// CapacityOf returns a node's zones as if empty.
-	CapacityOf(node string) ([]placement.Zone, bool)
+	// NodeOf returns a node's zones with the room left and the pods
+	// kubelet has yet to admit there; nil when it publishes none.
+	NodeOf(node string) *numa.Node
+	// EmptyNodeOf returns a node's zones as if it ran nothing.
+	EmptyNodeOf(node string) *numa.Node
 }
 
 // Config is what a Cache needs from its scheduler.

@@ -6,8 +6,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/placement"
-	"github.com/lockstep-sched/lockstep/pkg/topology"
 )
 
 // snapshot summarises a cycle's node infos. The scheduler stamps every node
@@ -43,7 +43,7 @@ func (c *Cache) planNodes(nodes []fwk.NodeInfo, held map[string]placement.Resour
 		case asEmpty:
 			n.Free = placement.CapacityOf(ni)
 			if c.cfg.Zones != nil {
-				n.Zones, n.SingleNUMA = c.cfg.Zones.CapacityOf(name)
+				n.NUMA = c.cfg.Zones.EmptyNodeOf(name)
 			}
 		default:
 			n.Free = placement.FreeOf(ni)
@@ -51,7 +51,7 @@ func (c *Cache) planNodes(nodes []fwk.NodeInfo, held map[string]placement.Resour
 				n.Free.Sub(&h)
 			}
 			if c.cfg.Zones != nil {
-				n.Zones, n.SingleNUMA = c.cfg.Zones.ZonesOf(name)
+				n.NUMA = c.cfg.Zones.NodeOf(name)
 			}
 		}
 		out = append(out, n)
@@ -62,7 +62,7 @@ func (c *Cache) planNodes(nodes []fwk.NodeInfo, held map[string]placement.Resour
 func membersOf(pods []*v1.Pod, avoid map[types.UID]sets.Set[string]) []placement.Member {
 	out := make([]placement.Member, len(pods))
 	for i, p := range pods {
-		out[i] = placement.Member{Pod: p, Request: placement.PodRequest(p), Avoid: avoid[p.UID], NUMA: topology.NUMANeed(p)}
+		out[i] = placement.Member{Pod: p, Request: placement.PodRequest(p), Avoid: avoid[p.UID], NUMA: numa.NeedsOf(p)}
 	}
 	return out
 }
