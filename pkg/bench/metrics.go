@@ -54,6 +54,12 @@ type Metrics struct {
 	// NUMA zones per bound pod whose zones are known (topology scenario).
 	NUMAZonesPerPod     *float64 `json:"numaZonesPerPodMean"`
 	PodsAcrossNUMAZones *float64 `json:"podsAcrossNUMAZones"`
+	// PodsRejected are the pods the sandbox's kubelet refused at
+	// admission (TopologyAffinityError): bound, and never run.
+	PodsRejected *float64 `json:"podsRejectedByKubelet"`
+	// NUMAStrandedCPUs are the free CPUs left in zones that hold pods, too
+	// few for the smallest pinned pod of the scenario, once it ended.
+	NUMAStrandedCPUs *float64 `json:"numaStrandedCPUs"`
 
 	// Ordinary pods, from creation (or the start of measurement) to bind.
 	OrdinaryPods         int      `json:"ordinaryPods"`
@@ -101,7 +107,7 @@ func measure(run report.Run, origin time.Time) Metrics {
 	since := func(created, at time.Time) float64 { return ms(at.Sub(later(created, origin))) }
 	firstCreated := map[string]time.Time{}
 	var lastBind time.Time
-	var zones, split, withZones int
+	var zones, split, withZones, rejected int
 	var ordinary []float64
 	for _, p := range run.Pods {
 		if k := p.GangKey(); k != "" {
@@ -111,6 +117,9 @@ func measure(run report.Run, origin time.Time) Metrics {
 		}
 		if p.Bound.IsZero() {
 			continue
+		}
+		if p.Rejected != "" {
+			rejected++
 		}
 		lastBind = later(lastBind, p.Bound)
 		if n := len(p.NUMAZones); n > 0 {
@@ -131,6 +140,9 @@ func measure(run report.Run, origin time.Time) Metrics {
 	if withZones > 0 {
 		m.NUMAZonesPerPod = val(float64(zones) / float64(withZones))
 		m.PodsAcrossNUMAZones = val(float64(split))
+	}
+	if withZones > 0 || rejected > 0 {
+		m.PodsRejected = val(float64(rejected))
 	}
 	m.OrdinaryLatencyP50Ms, m.OrdinaryLatencyP99Ms = percentiles(ordinary)
 

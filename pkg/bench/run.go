@@ -22,8 +22,8 @@ import (
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
+	"github.com/lockstep-sched/lockstep/pkg/sandbox/cpumanager"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/kubelet"
-	"github.com/lockstep-sched/lockstep/pkg/sandbox/numa"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/record"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/report"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
@@ -79,18 +79,20 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 		wg.Wait()
 	}()
 
-	var zones numa.Source
+	var zones cpumanager.Source
+	var cpus *cpumanager.Manager
 	if s.Topology {
 		// The sandbox kubelet hands each bound pod its CPUs zone by zone,
 		// as a CPU manager would; the pods never finish during the run.
-		acc := numa.NewAccountant()
+		cpus = cpumanager.New()
 		var names []string
 		for _, n := range nodes {
-			acc.AddNode(n.Name, n.NUMAZones())
+			cpus.AddNode(n.Name, n.NUMANode())
 			names = append(names, n.Name)
 		}
-		zones = acc
-		kl := kubelet.New(r.c.Kube, kubelet.Options{Nodes: names, DefaultRunTime: 24 * time.Hour, Admitter: acc})
+		zones = cpus
+		wg.Go(func() { cpus.RunAgent(runCtx, r.c.Topology, cpumanager.DefaultPublishInterval) })
+		kl := kubelet.New(r.c.Kube, kubelet.Options{Nodes: names, DefaultRunTime: 24 * time.Hour, Admitter: cpus})
 		wg.Go(func() {
 			if err := kl.Run(runCtx); err != nil && runCtx.Err() == nil {
 				logger.Error(err, "Sandbox kubelet failed")
@@ -163,9 +165,27 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	m = measure(run, origin)
 	m.countAPI(apiCounts)
 	m.SchedulerPeakRSSMiB = peakRSS
+	if cpus != nil {
+		m.NUMAStrandedCPUs = val(float64(stranded(cpus, nodes, s.smallestPinned())))
+	}
 	m.Ended, m.DurationSeconds = ended, endedAt.Sub(origin).Seconds()
 	logger.Info("Run ended", "ended", ended, "podsBound", m.PodsBound, "gangsComplete", m.GangsComplete, "gangsPartial", m.GangsPartial)
 	return m, nil
+}
+
+// stranded counts the free CPUs of NUMA zones that hold pods but have too
+// few left for the smallest pinned pod of the run: room nobody can use.
+func stranded(cpus *cpumanager.Manager, nodes []cluster.Node, smallest int64) int64 {
+	var n int64
+	for _, node := range nodes {
+		capacity := node.NUMANode().Capacity
+		for i, free := range cpus.Free(node.Name) {
+			if free > 0 && free < smallest && free < capacity[i] {
+				n += free
+			}
+		}
+	}
+	return n
 }
 
 // start runs a scheduler: in this process, or its binary as a child.

@@ -182,6 +182,20 @@ func repeat(n int, s Shape) []Shape {
 	return out
 }
 
+// smallestPinned is the fewest whole CPUs a pod of the scenario pins to a
+// NUMA zone; 1 when none does.
+func (s Scenario) smallestPinned() int64 {
+	smallest := int64(0)
+	if s.Guaranteed {
+		for _, g := range append(slices.Clone(s.Gangs), s.OrdinaryShape) {
+			if cpus := g.CPUMilli / 1000; g.CPUMilli%1000 == 0 && cpus > 0 && (smallest == 0 || cpus < smallest) {
+				smallest = cpus
+			}
+		}
+	}
+	return max(smallest, 1)
+}
+
 // Scenarios builds every scenario at the given sizes.
 func Scenarios(z Sizes) []Scenario {
 	// Topology gangs cycle through shapes that fill 16-CPU NUMA zones

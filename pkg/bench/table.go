@@ -73,6 +73,8 @@ var rows = []row{
 	{"racks per gang (max)", "racksPerGangMax", count, func(m *Metrics) *float64 { return m.RacksPerGangMax }},
 	{"NUMA zones per pod (mean)", "numaZonesPerPodMean", average, func(m *Metrics) *float64 { return m.NUMAZonesPerPod }},
 	{"pods across NUMA zones", "podsAcrossNUMAZones", count, func(m *Metrics) *float64 { return m.PodsAcrossNUMAZones }},
+	{"pods rejected by kubelet (TopologyAffinityError)", "podsRejectedByKubelet", count, func(m *Metrics) *float64 { return m.PodsRejected }},
+	{"NUMA zone CPUs stranded (fewer than the smallest pinned pod)", "numaStrandedCPUs", count, func(m *Metrics) *float64 { return m.NUMAStrandedCPUs }},
 	{"API writes per pod bound", "apiWritesPerPodBound", average, func(m *Metrics) *float64 { return m.APIWritesPerPod }},
 	{"pod status writes per pod bound", "podStatusWritesPerPodBound", average, func(m *Metrics) *float64 { return m.PodStatusesPerPod }},
 	{"scheduler peak RSS (MiB)", "schedulerPeakRSSMiB", average, func(m *Metrics) *float64 { return m.SchedulerPeakRSSMiB }},
@@ -85,7 +87,7 @@ var rows = []row{
 // NodeResourceTopology, ordinary pods where there are none.
 func (c *Comparison) shown(r row) bool {
 	switch r.key {
-	case "numaZonesPerPodMean", "podsAcrossNUMAZones":
+	case "numaZonesPerPodMean", "podsAcrossNUMAZones", "podsRejectedByKubelet", "numaStrandedCPUs":
 		return c.Lockstep.NUMAZonesPerPod != nil || c.Default.NUMAZonesPerPod != nil
 	case "schedulerPeakRSSMiB":
 		return c.Lockstep.SchedulerPeakRSSMiB != nil

@@ -32,8 +32,8 @@ import (
 	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
+	"github.com/lockstep-sched/lockstep/pkg/sandbox/cpumanager"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/kubelet"
-	"github.com/lockstep-sched/lockstep/pkg/sandbox/numa"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/record"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/report"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
@@ -134,10 +134,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := cluster.Create(ctx, c.Kube, c.Topology, nodes); err != nil {
 		return nil, err
 	}
-	accountant := numa.NewAccountant()
+	cpus := cpumanager.New()
 	var nodeNames []string
 	for _, n := range nodes {
-		accountant.AddNode(n.Name, n.NUMAZones())
+		cpus.AddNode(n.Name, n.NUMANode())
 		nodeNames = append(nodeNames, n.Name)
 	}
 	namespaces := workload.Namespaces(opts.Objects)
@@ -153,11 +153,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rec := record.New(c.Kube, c.PodGroups, namespaces, accountant)
+	rec := record.New(c.Kube, c.PodGroups, namespaces, cpus)
 	if err := rec.Start(runCtx); err != nil {
 		return nil, err
 	}
-	kl := kubelet.New(c.Kube, kubelet.Options{Nodes: nodeNames, DefaultRunTime: opts.DefaultRunTime, Admitter: accountant})
+	kl := kubelet.New(c.Kube, kubelet.Options{Nodes: nodeNames, DefaultRunTime: opts.DefaultRunTime, Admitter: cpus})
+	wg.Go(func() { cpus.RunAgent(runCtx, c.Topology, cpumanager.DefaultPublishInterval) })
 	wg.Go(func() {
 		if err := kl.Run(runCtx); err != nil && runCtx.Err() == nil {
 			con.Printf("error: simulated kubelet: %v", err)

@@ -4,6 +4,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/lockstep-sched/lockstep/pkg/sandbox/numa"
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 )
 
 // Labels the nodes carry; the scheduler's topology levels read them.
@@ -35,6 +36,10 @@ type Spec struct {
 	MemoryPerNode resource.Quantity
 	// NUMAZones per node; CPUs and memory are split evenly among them.
 	NUMAZones int
+	// NUMAPolicy and NUMAScope are every node's Topology Manager policy
+	// and scope; single-numa-node and container when empty.
+	NUMAPolicy numa.Policy
+	NUMAScope  numa.Scope
 	// Racks are spread over Zones; nodes are spread over racks.
 	Racks int
 	Zones int
@@ -75,6 +80,9 @@ type Node struct {
 	CPUs   int
 	Memory resource.Quantity
 	NUMA   []NUMAZone
+	// NUMAPolicy and NUMAScope are its Topology Manager's.
+	NUMAPolicy numa.Policy
+	NUMAScope  numa.Scope
 }
 
 // NUMAZone is one NUMA node of a simulated node.
@@ -96,11 +104,13 @@ func (s Spec) Layout() []Node {
 		rack := i * s.Racks / s.Nodes
 		zone := rack * s.Zones / s.Racks
 		n := Node{
-			Name:   fmt.Sprintf("%snode-%0*d", s.NamePrefix, width, i+1),
-			Rack:   fmt.Sprintf("rack-%d", rack+1),
-			Zone:   fmt.Sprintf("zone-%c", 'a'+rune(zone%26)),
-			CPUs:   s.CPUsPerNode,
-			Memory: s.MemoryPerNode.DeepCopy(),
+			Name:       fmt.Sprintf("%snode-%0*d", s.NamePrefix, width, i+1),
+			Rack:       fmt.Sprintf("rack-%d", rack+1),
+			Zone:       fmt.Sprintf("zone-%c", 'a'+rune(zone%26)),
+			CPUs:       s.CPUsPerNode,
+			Memory:     s.MemoryPerNode.DeepCopy(),
+			NUMAPolicy: cmp.Or(s.NUMAPolicy, numa.PolicySingleNUMANode),
+			NUMAScope:  cmp.Or(s.NUMAScope, numa.ScopeContainer),
 		}
 		for z := range s.NUMAZones {
 			n.NUMA = append(n.NUMA, NUMAZone{
@@ -128,11 +138,14 @@ func split(total int64, n int) []int64 {
 	return out
 }
 
-// NUMAZones returns the node's zones in the accounting's terms.
-func (n Node) NUMAZones() []numa.Zone {
-	var out []numa.Zone
+// NUMANode returns the node's zones, all free, as kubelet's CPU manager
+// sees them.
+func (n Node) NUMANode() numa.Node {
+	out := numa.Node{Policy: n.NUMAPolicy, Scope: n.NUMAScope}
 	for _, z := range n.NUMA {
-		out = append(out, numa.Zone{Name: z.Name, CPUs: z.CPUs})
+		out.Names = append(out.Names, z.Name)
+		out.Capacity = append(out.Capacity, int64(z.CPUs))
+		out.Free = append(out.Free, int64(z.CPUs))
 	}
 	return out
 }
@@ -173,16 +186,22 @@ const (
 
 // TopologyObject is the node's NodeResourceTopology: one zone of type Node
 // per NUMA zone, with its share of CPU and memory all available, and the
-// single-numa-node Topology Manager policy.
+// Topology Manager's policy and scope.
 func (n Node) TopologyObject() *nrtv1alpha2.NodeResourceTopology {
 	t := &nrtv1alpha2.NodeResourceTopology{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name},
-		// The deprecated field too, for consumers that predate attributes.
-		TopologyPolicies: []string{string(nrtv1alpha2.SingleNUMANodeContainerLevel)},
 		Attributes: nrtv1alpha2.AttributeList{
-			{Name: policyAttribute, Value: "single-numa-node"},
-			{Name: scopeAttribute, Value: "container"},
+			{Name: policyAttribute, Value: string(n.NUMAPolicy)},
+			{Name: scopeAttribute, Value: string(n.NUMAScope)},
 		},
+	}
+	if n.NUMAPolicy == numa.PolicySingleNUMANode {
+		// The deprecated field too, for consumers that predate attributes.
+		level := nrtv1alpha2.SingleNUMANodeContainerLevel
+		if n.NUMAScope == numa.ScopePod {
+			level = nrtv1alpha2.SingleNUMANodePodLevel
+		}
+		t.TopologyPolicies = []string{string(level)}
 	}
 	for _, z := range n.NUMA {
 		cpu := *resource.NewQuantity(int64(z.CPUs), resource.DecimalSI)

@@ -26,13 +26,15 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
 )
 
-// Admitter hands a starting pod its resources on the node, and takes them
-// back when it ends; the sandbox's NUMA accounting implements it.
+// Admitter hands a starting pod its resources on the node, or says why
+// kubelet rejects it, and takes them back when it ends; the sandbox's CPU
+// manager implements it.
 type Admitter interface {
-	Admit(node string, pod *v1.Pod) []string
+	Admit(node string, pod *v1.Pod) (zones []string, reason string)
 	Release(uid types.UID)
 }
 
@@ -49,6 +51,10 @@ type Options struct {
 	Admitter Admitter
 	// Clock is the real clock when nil; tests pass a fake one.
 	Clock clock.WithTicker
+	// AdmitAfter, when set, holds a bound pod back this long before it is
+	// admitted: tests use it to admit pods in an order of their choosing,
+	// as a real kubelet may.
+	AdmitAfter func(*v1.Pod) time.Duration
 }
 
 // Kubelet runs pods on the simulated nodes.
@@ -65,6 +71,8 @@ type Kubelet struct {
 	// started is when each pod started, to the millisecond; the pod's own
 	// startTime is rounded to the second.
 	started map[string]startedPod
+	// held are the pods AdmitAfter has held back once.
+	held sets.Set[types.UID]
 }
 
 type startedPod struct {
@@ -94,6 +102,7 @@ func New(client kubernetes.Interface, opts Options) *Kubelet {
 		lister:   podInformer.Lister(),
 		informer: podInformer.Informer(),
 		started:  map[string]startedPod{},
+		held:     sets.New[types.UID](),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "sandbox-kubelet", Clock: opts.Clock}),
@@ -221,10 +230,23 @@ func (k *Kubelet) sync(ctx context.Context, key string) error {
 		logger.V(2).Info("Pod succeeded", "ran", k.clock.Since(s.at))
 		return nil
 	default:
+		if k.opts.AdmitAfter != nil && k.holdBack(pod.UID) {
+			if d := k.opts.AdmitAfter(pod); d > 0 {
+				k.queue.AddAfter(key, d)
+				return nil
+			}
+		}
 		now := k.clock.Now()
-		zones := []string(nil)
+		zones, reason := []string(nil), ""
 		if k.opts.Admitter != nil {
-			zones = k.opts.Admitter.Admit(pod.Spec.NodeName, pod)
+			zones, reason = k.opts.Admitter.Admit(pod.Spec.NodeName, pod)
+		}
+		if reason != "" {
+			if _, err := k.client.CoreV1().Pods(ns).UpdateStatus(ctx, rejected(pod, reason), metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("marking pod rejected: %w", err)
+			}
+			logger.Info("Pod rejected at admission", "reason", reason)
+			return nil
 		}
 		if _, err := k.client.CoreV1().Pods(ns).UpdateStatus(ctx, running(pod, now), metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("marking pod running: %w", err)
@@ -234,6 +256,17 @@ func (k *Kubelet) sync(ctx context.Context, key string) error {
 		logger.V(2).Info("Pod running", "numaZones", zones)
 		return nil
 	}
+}
+
+// holdBack reports whether the pod has not been held back yet, and marks it.
+func (k *Kubelet) holdBack(uid types.UID) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.held.Has(uid) {
+		return false
+	}
+	k.held.Insert(uid)
+	return true
 }
 
 func (k *Kubelet) startedAt(key string) (startedPod, bool) {
@@ -288,6 +321,22 @@ func running(pod *v1.Pod, now time.Time) *v1.Pod {
 		})
 	}
 	return p
+}
+
+// rejected is the status kubelet gives a pod it refuses at admission: it
+// never starts.
+func rejected(pod *v1.Pod, reason string) *v1.Pod {
+	p := pod.DeepCopy()
+	p.Status.Phase = v1.PodFailed
+	p.Status.Reason = reason
+	p.Status.Message = "Pod was rejected: " + admissionMessages[reason]
+	return p
+}
+
+// admissionMessages are kubelet's words for its admission failures.
+var admissionMessages = map[string]string{
+	numa.ReasonTopologyAffinity: "Resources cannot be allocated with Topology locality",
+	numa.ReasonUnexpected:       "Allocate failed due to not enough cpus available to satisfy request, which is unexpected",
 }
 
 // succeeded is the status of a pod whose containers all exited 0 at now.

@@ -12,20 +12,26 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
 )
 
 type fakeAdmitter struct {
+	// reject names the pod it rejects.
+	reject   string
 	mu       sync.Mutex
 	admitted map[types.UID]string
 	released map[types.UID]bool
 }
 
-func (f *fakeAdmitter) Admit(node string, pod *v1.Pod) []string {
+func (f *fakeAdmitter) Admit(node string, pod *v1.Pod) ([]string, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if pod.Name == f.reject {
+		return nil, numa.ReasonTopologyAffinity
+	}
 	f.admitted[pod.UID] = node
-	return []string{"node-0"}
+	return []string{"node-0"}, ""
 }
 
 func (f *fakeAdmitter) Release(uid types.UID) {
@@ -44,7 +50,7 @@ func TestPodRunsThenSucceeds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := fake.NewClientset()
-	adm := &fakeAdmitter{admitted: map[types.UID]string{}, released: map[types.UID]bool{}}
+	adm := &fakeAdmitter{reject: "misaligned", admitted: map[types.UID]string{}, released: map[types.UID]bool{}}
 	k := New(client, Options{Nodes: []string{"n1"}, DefaultRunTime: time.Hour, Admitter: adm})
 	done := make(chan error, 1)
 	go func() { done <- k.Run(ctx) }()
@@ -110,6 +116,12 @@ func TestPodRunsThenSucceeds(t *testing.T) {
 	}
 
 	waitPhase("long", v1.PodRunning)
+	// A pod kubelet rejects fails at once, as kubelet reports it.
+	mk("misaligned", "n1", "")
+	p = waitPhase("misaligned", v1.PodFailed)
+	if p.Status.Reason != numa.ReasonTopologyAffinity || p.Status.Message != "Pod was rejected: Resources cannot be allocated with Topology locality" || p.Status.StartTime != nil {
+		t.Errorf("rejected pod's status = %+v", p.Status)
+	}
 	if got := phase("elsewhere"); got != v1.PodPending {
 		t.Errorf("pod on a node the kubelet does not play is %q, want Pending", got)
 	}

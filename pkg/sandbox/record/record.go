@@ -23,7 +23,7 @@ import (
 	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
-	"github.com/lockstep-sched/lockstep/pkg/sandbox/numa"
+	"github.com/lockstep-sched/lockstep/pkg/sandbox/cpumanager"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/report"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
 )
@@ -31,7 +31,7 @@ import (
 // Recorder keeps what it saw of the run's namespaces.
 type Recorder struct {
 	namespaces sets.Set[string]
-	zones      numa.Source
+	zones      cpumanager.Source
 	now        func() time.Time
 
 	podInformer cache.SharedIndexInformer
@@ -52,7 +52,7 @@ type podRecord struct {
 
 // New returns a Recorder of the pods and PodGroups in namespaces; zones
 // says which NUMA zones each pod took.
-func New(client kubernetes.Interface, pgs pgclientset.Interface, namespaces []string, zones numa.Source) *Recorder {
+func New(client kubernetes.Interface, pgs pgclientset.Interface, namespaces []string, zones cpumanager.Source) *Recorder {
 	r := &Recorder{
 		namespaces: sets.New(namespaces...),
 		zones:      zones,
@@ -120,6 +120,10 @@ func (r *Recorder) onPod(obj any, deleted bool) {
 	}
 	if pod.Status.Phase == v1.PodRunning && rec.Running.IsZero() {
 		rec.Running = now
+	}
+	if pod.Status.Phase == v1.PodFailed && rec.Running.IsZero() && pod.Status.Reason != "" {
+		// Failed without ever running: kubelet refused it at admission.
+		rec.Rejected = pod.Status.Reason
 	}
 	if podgroup.IsTerminal(pod) && rec.Finished.IsZero() {
 		rec.Finished = now

@@ -71,6 +71,9 @@ type Pod struct {
 	Deleted                           bool
 	// NUMAZones hold its CPUs, nil when unknown.
 	NUMAZones []string
+	// Rejected is kubelet's reason for refusing the pod at admission
+	// (TopologyAffinityError), "" when it did not.
+	Rejected string
 }
 
 // GangKey is the key of the pod's gang, "" for an ordinary pod.

@@ -55,8 +55,9 @@ type Summary struct {
 	OrdinaryPods, OrdinaryDone int
 	PodsTotal, PodsBound       int
 	PodsSucceeded, PodsFailed  int
-	// SplitPods counts pods whose CPUs took more than one NUMA zone.
-	SplitPods int
+	// SplitPods counts pods whose CPUs took more than one NUMA zone;
+	// Rejected those kubelet refused at admission.
+	SplitPods, Rejected int
 	// WaitP50 and WaitMax are over gangs with members bound; SkewMax too.
 	WaitP50, WaitMax, SkewMax time.Duration
 	// Throughput is pods bound per second from the first bind to the last.
@@ -96,6 +97,9 @@ func Summarize(run Run) Summary {
 		}
 		if len(p.NUMAZones) > 1 {
 			s.SplitPods++
+		}
+		if p.Rejected != "" {
+			s.Rejected++
 		}
 		if p.Gang == "" {
 			s.OrdinaryPods++

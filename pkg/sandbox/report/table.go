@@ -65,7 +65,7 @@ func Totals(s Summary) []string {
 		lines = append(lines, fmt.Sprintf("bind throughput:  %.1f pods/s (first bind of the run to the last)", s.Throughput))
 	}
 	if s.PodsBound > 0 {
-		lines = append(lines, fmt.Sprintf("NUMA:             %d pods span more than one NUMA zone (a single-numa-node kubelet would reject them)", s.SplitPods))
+		lines = append(lines, fmt.Sprintf("NUMA:             %d pods rejected by kubelet (TopologyAffinityError: no NUMA zone could hold their CPUs), %d pods across NUMA zones", s.Rejected, s.SplitPods))
 	}
 	if n := len(s.LeftBehind); n > 0 {
 		shown := s.LeftBehind
