@@ -42,6 +42,8 @@ type reconciler struct {
 	// timeout is the scheduler's default gang timeout, and grace how long
 	// past a gang's timeout it may stay partially bound (Options).
 	timeout, grace time.Duration
+	// rejected are the members whose rejection by kubelet was reported.
+	rejected rejections
 }
 
 // Reconcile brings the status of one PodGroup in line with its members.
@@ -68,6 +70,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("list members of PodGroup %s: %w", req.NamespacedName, err)
 	}
 
+	r.reportRejections(ctx, &pg, pods.Items)
 	status := computeStatus(&pg, pods.Items, r.now())
 	t := countMembers(&pg, pods.Items)
 	oldPhase := pg.Status.Phase
