@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -245,16 +246,38 @@ func (e *env) createPod(name, gang string, spec podSpec) *v1.Pod {
 		pod.Spec.Containers[0].Resources.Limits = pod.Spec.Containers[0].Resources.Requests.DeepCopy()
 	}
 	if spec.priority != 0 {
-		pod.Spec.Priority = ptr.To(spec.priority)
+		pod.Spec.PriorityClassName = e.priorityClass(spec.priority)
 	}
 	if spec.mutate != nil {
 		spec.mutate(pod)
 	}
-	out, err := e.client.CoreV1().Pods(e.ns).Create(e.ctx, pod, metav1.CreateOptions{})
+	var out *v1.Pod
+	// A PriorityClass just created may not be in the apiserver's cache yet.
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, bindBy, true, func(ctx context.Context) (bool, error) {
+		var err error
+		out, err = e.client.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil && pod.Spec.PriorityClassName != "" && strings.Contains(err.Error(), "no PriorityClass") {
+			return false, nil
+		}
+		return err == nil, err
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return out
+}
+
+// priorityClass returns the name of a PriorityClass of the given value,
+// creating it if it does not exist: the apiserver sets a pod's priority
+// from its class.
+func (e *env) priorityClass(value int32) string {
+	e.t.Helper()
+	name := fmt.Sprintf("lockstep-test-%d", value)
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+	if _, err := e.client.SchedulingV1().PriorityClasses().Create(e.ctx, pc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
+	return name
 }
 
 // createGang creates a PodGroup and its member pods <name>-<i>.
