@@ -236,3 +236,23 @@ func TestNeedsOf(t *testing.T) {
 		})
 	}
 }
+
+// Copies agrees with adding pods one at a time until one no longer fits.
+func TestCopiesMatchesOneByOne(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	for range 500 {
+		n := Node{Policy: []Policy{PolicySingleNUMANode, PolicyRestricted}[r.Intn(2)], Capacity: []int64{16, 16}, Free: []int64{int64(r.Intn(17)), int64(r.Intn(17))}}
+		for range r.Intn(3) {
+			n.Pending = append(n.Pending, Demand{{CPUs: 1 + int64(r.Intn(8))}})
+		}
+		d := Demand{{CPUs: 1 + int64(r.Intn(8))}}
+		limit := int64(r.Intn(12))
+		var want int64
+		for want < limit && Safe(n.Policy, n.Capacity, n.Free, append(slices.Clone(n.Pending), slices.Repeat([]Demand{d}, int(want+1))...)) {
+			want++
+		}
+		if got := n.Copies(nil, d, limit); got != want {
+			t.Fatalf("%+v, %v up to %d: Copies = %d, one by one %d", n, d, limit, got, want)
+		}
+	}
+}

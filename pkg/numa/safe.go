@@ -138,15 +138,30 @@ func (n *Node) Copies(more []Demand, d Demand, limit int64) int64 {
 		}
 		return min(k, limit)
 	}
-	all := make([]Demand, 0, len(n.Pending)+len(more)+int(min(limit, 64)))
-	all = append(append(all, n.Pending...), more...)
-	var k int64
-	for k < limit {
-		all = append(all, d)
-		if !Safe(n.Policy, n.Capacity, n.Free, all) {
-			break
-		}
-		k++
+	base := append(append(make([]Demand, 0, len(n.Pending)+len(more)), n.Pending...), more...)
+	fits := func(k int64) bool {
+		all := append(slices.Clone(base), slices.Repeat([]Demand{d}, int(k))...)
+		return Safe(n.Policy, n.Capacity, n.Free, all)
 	}
-	return k
+	// Fewer copies are safe whenever more are (an order of the fewer is
+	// the start of an order of the more), so search for the most. Room
+	// bounds the answer: no more copies than the zones' CPUs hold.
+	var room int64
+	for _, f := range n.Free {
+		room += max(f, 0)
+	}
+	hi := limit
+	if c := d.CPUs(); c > 0 {
+		hi = min(hi, room/c)
+	}
+	lo := int64(0)
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		if fits(mid) {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
 }
