@@ -86,6 +86,7 @@ func parseFlags() (*flags, error) {
 	fs.IntVar(&z.TopologyNodes, "topology-nodes", z.TopologyNodes, "topology: nodes")
 	fs.IntVar(&z.TopologyRacks, "topology-racks", z.TopologyRacks, "topology: racks")
 	fs.IntVar(&z.TopologyGangs, "topology-gangs", z.TopologyGangs, "topology: gangs")
+	fs.IntVar(&z.PairNodes, "numa-pairs-nodes", z.PairNodes, "numa-pairs: nodes, even (half as many gangs of each size)")
 	fs.IntVar(&z.ClusterNodes, "large-cluster-nodes", z.ClusterNodes, "large-cluster: nodes")
 	fs.IntVar(&z.ClusterGangs, "large-cluster-gangs", z.ClusterGangs, "large-cluster: gangs")
 	fs.IntVar(&z.ClusterMembers, "large-cluster-members", z.ClusterMembers, "large-cluster: members per gang")

@@ -57,6 +57,10 @@ type Scenario struct {
 	// OnlyModes, when set, are the only arrival modes the scenario runs
 	// in.
 	OnlyModes []Mode
+	// MayWait is set where a complete placement exists but depends on
+	// the order kubelet admits pods in: a scheduler that never sends
+	// kubelet a pod it rejects may leave gangs waiting (never partial).
+	MayWait bool
 }
 
 // largestGang is the size of the scenario's largest gang.
@@ -91,6 +95,9 @@ type Sizes struct {
 	MixedNodes, MixedGangs, MixedMembers, MixedOrdinary int
 	TopologyNodes, TopologyRacks, TopologyGangs         int
 	ClusterNodes, ClusterGangs, ClusterMembers          int
+	// PairNodes is the NUMA pairs scenario's cluster, which its gangs
+	// fill exactly; even.
+	PairNodes int
 }
 
 // DefaultSizes take a few minutes per scenario on two cores.
@@ -105,6 +112,7 @@ func DefaultSizes() Sizes {
 		MixedNodes: 200, MixedGangs: 60, MixedMembers: 8, MixedOrdinary: 1000,
 		TopologyNodes: 64, TopologyRacks: 8, TopologyGangs: 24,
 		ClusterNodes: 5000, ClusterGangs: 1250, ClusterMembers: 8,
+		PairNodes: 16,
 	}
 }
 
@@ -120,6 +128,7 @@ func TinySizes() Sizes {
 		// Room to spare: the smoke run checks that both place everything.
 		TopologyNodes: 16, TopologyRacks: 4, TopologyGangs: 5,
 		ClusterNodes: 40, ClusterGangs: 10, ClusterMembers: 4,
+		PairNodes: 4,
 	}
 }
 
@@ -132,6 +141,7 @@ func (z Sizes) Validate() error {
 		"mixed-nodes": z.MixedNodes, "mixed-gangs": z.MixedGangs, "mixed-members": z.MixedMembers,
 		"topology-nodes": z.TopologyNodes, "topology-racks": z.TopologyRacks, "topology-gangs": z.TopologyGangs,
 		"large-cluster-nodes": z.ClusterNodes, "large-cluster-gangs": z.ClusterGangs, "large-cluster-members": z.ClusterMembers,
+		"numa-pairs-nodes": z.PairNodes,
 	} {
 		if v < 1 {
 			return fmt.Errorf("%s must be at least 1, not %d", name, v)
@@ -139,6 +149,9 @@ func (z Sizes) Validate() error {
 	}
 	if z.MixedOrdinary < 0 {
 		return fmt.Errorf("mixed-ordinary must not be negative, not %d", z.MixedOrdinary)
+	}
+	if z.PairNodes%2 != 0 {
+		return fmt.Errorf("numa-pairs-nodes must be even, not %d", z.PairNodes)
 	}
 	if z.TopologyRacks > z.TopologyNodes {
 		return fmt.Errorf("topology-racks (%d) must not exceed topology-nodes (%d)", z.TopologyRacks, z.TopologyNodes)
@@ -158,10 +171,12 @@ const (
 	Topology   = "topology"
 	// LargeCluster is small gangs at five times the small-gangs scale.
 	LargeCluster = "large-cluster"
+	// NUMAPairs fills NUMA zones exactly with pairs of pinned pods.
+	NUMAPairs = "numa-pairs"
 )
 
 // ScenarioNames lists every scenario.
-var ScenarioNames = []string{SmallGangs, LargeGangs, Competing, Mixed, Topology, LargeCluster}
+var ScenarioNames = []string{SmallGangs, LargeGangs, Competing, Mixed, Topology, NUMAPairs, LargeCluster}
 
 const gi = int64(1) << 30
 
@@ -172,6 +187,15 @@ func node(nodes, racks, numaZones int) cluster.Spec {
 		Nodes: nodes, CPUsPerNode: 32, MemoryPerNode: *resource.NewQuantity(128*gi, resource.BinarySI),
 		NUMAZones: numaZones, Racks: racks, Zones: max(1, min(2, racks)),
 	}
+}
+
+// pairs alternates n gangs of 4 x 12 CPUs with n of 4 x 4 CPUs.
+func pairs(n int) []Shape {
+	var out []Shape
+	for range n {
+		out = append(out, Shape{Members: 4, CPUMilli: 12000, Memory: 24 * gi}, Shape{Members: 4, CPUMilli: 4000, Memory: 8 * gi})
+	}
+	return out
 }
 
 func repeat(n int, s Shape) []Shape {
@@ -245,6 +269,15 @@ func Scenarios(z Sizes) []Scenario {
 		Topology:   true,
 		Guaranteed: true,
 		Gangs:      topo,
+	}, {
+		Name: NUMAPairs,
+		Description: fmt.Sprintf("%d gangs of 4 x 12 CPUs and %d of 4 x 4 CPUs, Guaranteed, created alternately, on %d nodes of 2 NUMA zones of 16 CPUs, single-numa-node: "+
+			"they fill every zone with a 12 and a 4 exactly, if kubelet admits the large pods first", z.PairNodes/2, z.PairNodes/2, z.PairNodes),
+		Cluster:    node(z.PairNodes, max(1, z.PairNodes/8), 2),
+		Topology:   true,
+		Guaranteed: true,
+		Gangs:      pairs(z.PairNodes / 2),
+		MayWait:    true,
 	}, {
 		Name:        LargeCluster,
 		Description: fmt.Sprintf("%d gangs of %d x 2 CPUs on %d nodes, every pod pending: throughput at scale", z.ClusterGangs, z.ClusterMembers, z.ClusterNodes),
