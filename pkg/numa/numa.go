@@ -56,6 +56,9 @@ type Node struct {
 	// Capacity is each zone's CPUs, including those kubelet reserves: what
 	// decides how few zones a pod could ever fit in.
 	Capacity []int64
+	// Allocatable is each zone's CPUs for exclusive use when it runs
+	// nothing; nil when unknown.
+	Allocatable []int64
 	// Free is each zone's CPUs free for exclusive use now, as the node
 	// agent last counted them.
 	Free []int64
@@ -72,6 +75,7 @@ func (n *Node) Clone() *Node {
 	}
 	c := *n
 	c.Names, c.Capacity, c.Free = slices.Clone(n.Names), slices.Clone(n.Capacity), slices.Clone(n.Free)
+	c.Allocatable = slices.Clone(n.Allocatable)
 	c.Pending = slices.Clone(n.Pending)
 	return &c
 }

@@ -53,6 +53,10 @@ type Request struct {
 	// Preferred is the level to try first ("" for the narrowest), Required
 	// the widest level the gang may span ("" for the whole cluster).
 	Preferred, Required string
+	// FillHoles puts members with exclusive CPUs into NUMA zones already in
+	// use before whole ones, even on more nodes: for small pinned pods
+	// while larger ones wait, which need whole zones.
+	FillHoles bool
 }
 
 // Domain is the topology domain a plan lies in; empty for the whole cluster.
@@ -163,6 +167,10 @@ func PlanGang(req Request) (*Plan, *Failure) {
 		}
 		groups := p.domainsOf(level)
 		domains = len(groups)
+		if p.req.FillHoles && level != p.req.Required && singleNodes(groups) {
+			// One node per domain would keep the gang off the holes.
+			continue
+		}
 		plan, f, skipped := p.planLevel(level, groups)
 		if plan != nil {
 			return plan, nil
@@ -553,6 +561,11 @@ func (s *placing) take(li int, m *Member) []string {
 func (s *placing) openNode(pos int) int {
 	ri := s.runAt[pos]
 	s.loadCaps(ri)
+	if s.req.FillHoles {
+		if li := s.holeFor(pos); li >= 0 {
+			return li
+		}
+	}
 	if count := int64(s.runs[ri].end - pos); s.maxCap < count {
 		// No node holds the rest of the run: each takes what it holds, so
 		// the pick is the first in a fixed order, kept in a queue rather
@@ -593,6 +606,45 @@ func (s *placing) loadCaps(ri int) {
 			s.maxCap = max(s.maxCap, s.caps[li])
 		}
 	}
+}
+
+// holeFor picks, for FillHoles, the unused node where the member at pos
+// goes into a NUMA zone already in use, the tightest such zone first;
+// -1 when there is none.
+func (s *placing) holeFor(pos int) int {
+	m := &s.req.Members[s.order[pos]]
+	best, bestFree := -1, int64(0)
+	for li := range s.nodes {
+		if s.used[li] || s.caps[li] < 1 {
+			continue
+		}
+		z, d := s.numaOf(li, m)
+		if len(d) == 0 || len(z.Allocatable) != len(z.Free) {
+			continue
+		}
+		_, zone := s.fits(li, m)
+		if zone < 0 {
+			continue
+		}
+		free := s.zones(li)[zone]
+		if free >= z.Allocatable[zone] {
+			continue // a whole zone
+		}
+		if best < 0 || free < bestFree || (free == bestFree && s.tighterNode(li, best)) {
+			best, bestFree = li, free
+		}
+	}
+	return best
+}
+
+// singleNodes reports whether every domain is one node.
+func singleNodes(groups []domain) bool {
+	for i := range groups {
+		if len(groups[i].nodes) > 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // popRoomiest picks, among the unused nodes that take members of run ri,

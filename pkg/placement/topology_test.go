@@ -2,6 +2,7 @@ package placement
 
 import (
 	"github.com/lockstep-sched/lockstep/pkg/numa"
+	"slices"
 
 	"fmt"
 	"strings"
@@ -266,5 +267,52 @@ func TestPartialPlanHoldsWhatFits(t *testing.T) {
 	}
 	if len(p.NodeOf) != 3 {
 		t.Fatalf("a partial plan holds the 3 members that fit, got %d", len(p.NodeOf))
+	}
+}
+
+// FillHoles puts small pinned pods into zones in use before whole ones,
+// even on more nodes; Counted and WholeZones say what waiting for the node
+// agent would buy.
+func TestFillHolesPrefersZonesInUse(t *testing.T) {
+	withAlloc := func(n Node) Node {
+		n.NUMA.Allocatable = slices.Clone(n.NUMA.Capacity)
+		return n
+	}
+	// a and b run a 12-CPU pod in each zone, counted; c is empty.
+	a := withAlloc(numaNode("a", 16, numa.PolicySingleNUMANode, 12, 12))
+	b := withAlloc(numaNode("b", 16, numa.PolicySingleNUMANode, 12, 12))
+	c := withAlloc(numaNode("c", 16, numa.PolicySingleNUMANode))
+	req := Request{Nodes: []Node{a, b, c}, Members: exclusive(members("s", 4, "4", "1Gi")), Needed: 4}
+	for i := range req.Nodes {
+		req.Nodes[i].Free.MilliCPU = (req.Nodes[i].NUMA.Free[0] + req.Nodes[i].NUMA.Free[1]) * 1000
+	}
+	p, f := PlanGang(req)
+	if f != nil || len(p.NodesUsed) != 1 || req.Nodes[p.NodesUsed[0]].Info.Node().Name != "c" || WholeZones(req, p) != 1 {
+		t.Fatalf("without FillHoles the gang takes one node, c, and one whole zone: %+v %v", p, f)
+	}
+	req.FillHoles = true
+	p, f = PlanGang(req)
+	if f != nil || WholeZones(req, p) != 0 {
+		t.Fatalf("FillHoles puts the four pods beside the large ones: %+v %v", p, f)
+	}
+	if got := nodesOf(req, p); got["a"] != 2 || got["b"] != 2 {
+		t.Fatalf("want two on a and two on b, got %v", got)
+	}
+
+	// Not counted yet: a and b each take one more 4-CPU pod safely, so
+	// the plan needs a whole zone of c; once counted it would need none.
+	for _, n := range []*Node{&req.Nodes[0], &req.Nodes[1]} {
+		n.NUMA = n.NUMA.Clone()
+		n.NUMA.Free = []int64{16, 16}
+		n.NUMA.Pending = []numa.Demand{{{CPUs: 12}}, {{CPUs: 12}}}
+	}
+	p, f = PlanGang(req)
+	if f != nil || WholeZones(req, p) != 1 {
+		t.Fatalf("with the large pods pending, one whole zone: %+v %v", p, f)
+	}
+	counted := Counted(req)
+	later, f := PlanGang(counted)
+	if f != nil || WholeZones(counted, later) != 0 || len(req.Nodes[0].NUMA.Pending) != 2 {
+		t.Fatalf("once counted, none, and req is left as it was: %+v %v", later, f)
 	}
 }

@@ -26,8 +26,8 @@ func FuzzParseNRT(f *testing.F) {
 		}
 		p := parse(&obj)
 		for i := range p.Free {
-			if p.Free[i] < 0 || p.Free[i] > p.allocatable[i] || p.allocatable[i] > p.Capacity[i] {
-				t.Fatalf("zone %d: free %d, allocatable %d, capacity %d", i, p.Free[i], p.allocatable[i], p.Capacity[i])
+			if p.Free[i] < 0 || p.Free[i] > p.Allocatable[i] || p.Allocatable[i] > p.Capacity[i] {
+				t.Fatalf("zone %d: free %d, allocatable %d, capacity %d", i, p.Free[i], p.Allocatable[i], p.Capacity[i])
 			}
 		}
 		if roomGrew(p, p) {

@@ -41,7 +41,7 @@ func TestParse(t *testing.T) {
 	if !slices.Equal(p.Names, []string{"node-0", "node-1"}) {
 		t.Fatalf("want the NUMA zones in NUMA order, sockets ignored: %v", p.Names)
 	}
-	if !slices.Equal(p.Free, []int64{6, 8}) || !slices.Equal(p.Capacity, []int64{10, 10}) || !slices.Equal(p.allocatable, []int64{8, 8}) {
+	if !slices.Equal(p.Free, []int64{6, 8}) || !slices.Equal(p.Capacity, []int64{10, 10}) || !slices.Equal(p.Allocatable, []int64{8, 8}) {
 		t.Fatalf("free is what is available, at most what is allocatable: %+v", p)
 	}
 	scoped := nrt("restricted", "8")

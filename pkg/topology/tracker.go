@@ -68,8 +68,6 @@ type Tracker struct {
 // published is a node's NodeResourceTopology, read once per change.
 type published struct {
 	numa.Node
-	// allocatable is each zone's room when it runs nothing.
-	allocatable []int64
 	// writtenAt is when the object was last written, to the second.
 	writtenAt time.Time
 	// used is the CPUs the object shows in use on the node's zones.
@@ -408,7 +406,7 @@ func (t *Tracker) EmptyNodeOf(node string) *numa.Node {
 		return nil
 	}
 	n := p.Node
-	n.Free = p.allocatable
+	n.Free = p.Allocatable
 	return &n
 }
 
@@ -484,7 +482,7 @@ func parse(nrt *nrtv1alpha2.NodeResourceTopology) *published {
 		p.Names = append(p.Names, z.name)
 		p.Capacity = append(p.Capacity, z.capacity)
 		p.Free = append(p.Free, z.free)
-		p.allocatable = append(p.allocatable, z.allocatable)
+		p.Allocatable = append(p.Allocatable, z.allocatable)
 		p.used += z.allocatable - z.free
 	}
 	for _, pol := range nrt.TopologyPolicies {

@@ -164,10 +164,10 @@ func (e *env) zonesFull(cpus *cpumanager.Manager, zoneCPUs int64) {
 // exist, all gangs run, each zone holds a 12 and a 4, and kubelet (the
 // sandbox's, which admits as kubelet does) rejects no pod.
 //
-// No order puts small pods first: kubelet gives a pod the lowest numbered
-// zone with room, so a second small pod joins the first in zone 0 while
-// zone 0 has room, and that zone can no longer take a large one. That case
-// is TestNUMASmallPodsFirstWaitWithoutRejections.
+// No order admits all the small pods first: kubelet gives a pod the lowest
+// numbered zone with room, so a second small pod joins the first in zone 0
+// while zone 0 has room, and that zone can no longer take a large one.
+// That case is TestNUMASmallPodsFirstWaitWithoutRejections.
 func TestNUMAPackableMixPlacedWithoutRejections(t *testing.T) {
 	large := func(i int) numaGang { return numaGang{name: fmt.Sprintf("large-%d", i), members: 4, cpu: "12"} }
 	small := func(i int) numaGang { return numaGang{name: fmt.Sprintf("small-%d", i), members: 4, cpu: "4"} }
@@ -186,6 +186,24 @@ func TestNUMAPackableMixPlacedWithoutRejections(t *testing.T) {
 		cpus := e.numaCluster("numa", 6, 2, 16, numa.PolicySingleNUMANode)
 		allAtOnce(e, all)
 		e.waitRunning(all...)
+		e.zonesFull(cpus, 16)
+	})
+	t.Run("all at once, created alternately", func(t *testing.T) {
+		// Small gangs planned between large ones go into the room beside
+		// the large pods, waiting for the node agent to count those, and
+		// leave whole zones to the large gangs still waiting.
+		e := newEnv(t)
+		cpus := e.numaCluster("numa", 6, 2, 16, numa.PolicySingleNUMANode)
+		// Created in the same second, gangs are queued by name: these
+		// names keep the alternation.
+		var gangs []numaGang
+		for i := range 3 {
+			l, s := large(i), small(i)
+			l.name, s.name = fmt.Sprintf("g%d-%s", 2*i, l.name), fmt.Sprintf("g%d-%s", 2*i+1, s.name)
+			gangs = append(gangs, l, s)
+		}
+		allAtOnce(e, gangs)
+		e.waitRunning(gangs...)
 		e.zonesFull(cpus, 16)
 	})
 	t.Run("all at once, small gangs created first, large gangs of higher priority", func(t *testing.T) {

@@ -271,7 +271,7 @@ func (c *Cache) dropPlanLocked(g *gang, reason string, eff *Effects) {
 func (c *Cache) releaseLocked(eff *Effects) {
 	c.epoch++
 	for _, g := range c.gangs {
-		if !g.blocked {
+		if !g.blocked && !g.awaitingAgent {
 			continue
 		}
 		objs, _ := c.cfg.Pods.ByIndex(GangIndex, g.key)

@@ -111,6 +111,12 @@ type gang struct {
 	reservedAt  time.Time
 	reservedGen int64
 
+	// agentWaitUntil ends the gang's wait for node agents to count the pods
+	// kubelet has yet to admit (see waitForAgentLocked); awaitingAgent is
+	// set while it waits.
+	agentWaitUntil time.Time
+	awaitingAgent  bool
+
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until
 	// something changed.

@@ -11,6 +11,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
+	"github.com/lockstep-sched/lockstep/pkg/numa"
 	"github.com/lockstep-sched/lockstep/pkg/placement"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -157,9 +158,14 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		Members: membersOf(cen.pending, g.avoidNow(now)), Needed: needed, Options: c.cfg.Placement,
 		Levels: c.cfg.Levels, Required: required, Preferred: preferred,
 	}
+	req.FillHoles = c.largerPinnedWaitLocked(g, req.Members)
 	p, failure := placement.PlanGang(req)
 	if failure != nil {
 		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
+		g.failKey, g.failVerdict = key, &v
+		return v
+	}
+	if v, wait := c.waitForAgentLocked(g, req, p, now, eff); wait {
 		g.failKey, g.failVerdict = key, &v
 		return v
 	}
@@ -169,6 +175,83 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		return refuse(fwk.Unschedulable, beyondQuorum)
 	}
 	return Verdict{Node: s.node, Held: held}
+}
+
+// largerPinnedWaitLocked reports whether other gangs wait with members that
+// pin more CPUs than any of members: whole NUMA zones are theirs to take,
+// and the gang should go into zones already in use first.
+func (c *Cache) largerPinnedWaitLocked(g *gang, members []placement.Member) bool {
+	var own int64
+	for i := range members {
+		if members[i].NUMA == nil {
+			continue
+		}
+		own = max(own, members[i].NUMA.Pod.CPUs())
+	}
+	if own == 0 {
+		return false
+	}
+	for key, other := range c.gangs {
+		if key == g.key || other.phase != Waiting && other.phase != Planned {
+			continue
+		}
+		objs, _ := c.cfg.Pods.ByIndex(GangIndex, key)
+		for _, o := range objs {
+			pod, ok := o.(*v1.Pod)
+			if !ok || podgroup.IsBound(pod) {
+				continue
+			}
+			if n := numa.NeedsOf(pod); n != nil && n.Pod.CPUs() > own {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxAgentWait bounds how long a gang waits for node agents to count the
+// pods kubelet has yet to admit: they publish within a second or two of a
+// change, and a gang must not wait long on one that does not.
+const maxAgentWait = 3 * time.Second
+
+// waitForAgentLocked holds back a plan that takes whole NUMA zones where,
+// once the node agents have counted the pods kubelet has yet to admit, the
+// gang would go into room those pods leave: until they are counted no one
+// can tell which zones they take, and a whole zone taken now is lost to
+// the larger pods that need one. It waits at most maxAgentWait, woken as
+// pods are counted.
+func (c *Cache) waitForAgentLocked(g *gang, req placement.Request, p *placement.Plan, now time.Time, eff *Effects) (Verdict, bool) {
+	g.awaitingAgent = false
+	if !req.FillHoles || !placement.Pending(req) || (!g.agentWaitUntil.IsZero() && !now.Before(g.agentWaitUntil)) {
+		return Verdict{}, false
+	}
+	counted := placement.Counted(req)
+	later, f := placement.PlanGang(counted)
+	if f != nil {
+		return Verdict{}, false
+	}
+	whole, wholeLater := placement.WholeZones(req, p), placement.WholeZones(counted, later)
+	if wholeLater >= whole {
+		return Verdict{}, false
+	}
+	if g.agentWaitUntil.IsZero() {
+		g.agentWaitUntil = now.Add(maxAgentWait)
+		key := g.key
+		c.afterFunc(maxAgentWait, func() {
+			c.run(func(eff *Effects) {
+				if g, ok := c.gangs[key]; ok && g.awaitingAgent {
+					g.failVerdict = nil
+					c.wakeGangLocked(key, eff)
+				}
+			})
+		})
+	}
+	g.awaitingAgent = true
+	msg := fmt.Sprintf("waiting up to %s for node agents to count the pods kubelet has yet to admit: the gang would then take %d whole NUMA zones, not %d, and leave them to larger pods waiting",
+		maxAgentWait, wholeLater, whole)
+	c.cfg.Logger.V(2).Info("Gang waits for node agents", "gang", g.key, "wholeZonesNow", whole, "wholeZonesThen", wholeLater)
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "WaitingForNodeAgent", msg)
+	return refuse(fwk.Unschedulable, "%s", msg), true
 }
 
 // adoptLocked makes a plan the gang's: its room is held from now on, until
@@ -189,6 +272,7 @@ func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, n
 	}
 	g.plan, g.phase = pl, Planned
 	g.blocked, g.failVerdict = false, nil
+	g.agentWaitUntil, g.awaitingAgent = time.Time{}, false
 	c.forgetHeadLocked(g)
 	c.epoch++
 	if c.cfg.Logger.V(2).Enabled() {
