@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,11 +205,31 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	return s, nil
 }
 
+// minResourcesNotUsed says, on a PodGroup that sets minResources (the MPI
+// Operator, Training Operator, KubeRay and Trainer all do), that Lockstep
+// does not read it: a gang goes only where a placement of its members
+// exists, which a sum of free resources cannot promise, and a sum that
+// says no would refuse gangs that fit.
+func (s *shared) minResourcesNotUsed(pg *v1alpha1.PodGroup) {
+	if len(pg.Spec.MinResources) == 0 {
+		return
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(pg.Spec.MinResources)) {
+		q := pg.Spec.MinResources[name]
+		parts = append(parts, fmt.Sprintf("%s: %s", name, q.String()))
+	}
+	s.events.podGroupObj(pg, v1.EventTypeNormal, "MinResourcesNotUsed", fmt.Sprintf(
+		"minResources (%s) is not used: Lockstep starts the gang only when its members can be placed, node by node, which no sum of free resources promises",
+		strings.Join(parts, ", ")))
+}
+
 // watch feeds the cache from the PodGroup and pod informers.
 func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexInformer) error {
 	if _, err := pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
+				s.minResourcesNotUsed(pg)
 				s.apply(s.logger, s.cache.PodGroupAdded(pg))
 			}
 		},
@@ -216,6 +237,9 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 			old, ok1 := oldObj.(*v1alpha1.PodGroup)
 			pg, ok2 := obj.(*v1alpha1.PodGroup)
 			if ok1 && ok2 {
+				if !equality.Semantic.DeepEqual(old.Spec.MinResources, pg.Spec.MinResources) {
+					s.minResourcesNotUsed(pg)
+				}
 				s.apply(s.logger, s.cache.PodGroupUpdated(old, pg))
 			}
 		},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -421,4 +422,19 @@ func (e *env) checkScheduledEvents(gang string, pods int) {
 			}
 		}
 	}
+}
+
+// A PodGroup's minResources, which the operators fill in, is not what
+// Lockstep decides by: the PodGroup says so, and a gang whose minResources
+// exceed the cluster is placed all the same when its members fit.
+func TestMinResourcesNotUsedSaysSo(t *testing.T) {
+	e := newEnv(t)
+	e.addNodes("n", 1, nodeSpec{cpu: "8", mem: "32Gi"})
+	e.createPodGroup("mr", 2, func(pg *v1alpha1.PodGroup) {
+		pg.Spec.MinResources = v1.ResourceList{v1.ResourceCPU: resource.MustParse("64")}
+	})
+	e.createPod("mr-0", "mr", podSpec{cpu: "2"})
+	e.createPod("mr-1", "mr", podSpec{cpu: "2"})
+	e.waitGangBound("mr", 2, bindBy)
+	e.waitEvent("PodGroup", "mr", "MinResourcesNotUsed: minResources (cpu: 64) is not used", bindBy)
 }
