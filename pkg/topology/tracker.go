@@ -377,11 +377,10 @@ func (t *Tracker) forgetLocked(pod types.UID) {
 func (t *Tracker) NodeOf(node string) *numa.Node {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	p := t.nodes[node]
-	if p == nil || len(p.Free) == 0 {
+	n := t.zonesLocked(node)
+	if n == nil {
 		return nil
 	}
-	n := p.Node
 	var pending []*podState
 	for _, s := range t.byNode[node] {
 		if !s.counted {
@@ -394,19 +393,28 @@ func (t *Tracker) NodeOf(node string) *numa.Node {
 			n.Pending = append(n.Pending, d)
 		}
 	}
-	return &n
+	return n
 }
 
 // EmptyNodeOf returns a node's NUMA zones as if it ran nothing.
 func (t *Tracker) EmptyNodeOf(node string) *numa.Node {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	n := t.zonesLocked(node)
+	if n != nil {
+		n.Free = n.Allocatable
+	}
+	return n
+}
+
+// zonesLocked returns a copy of what a node's agent published, nil when it
+// publishes no zones; its slices are shared and read only.
+func (t *Tracker) zonesLocked(node string) *numa.Node {
 	p := t.nodes[node]
 	if p == nil || len(p.Free) == 0 {
 		return nil
 	}
 	n := p.Node
-	n.Free = p.Allocatable
 	return &n
 }
 
@@ -486,19 +494,8 @@ func parse(nrt *nrtv1alpha2.NodeResourceTopology) *published {
 		p.used += z.allocatable - z.free
 	}
 	for _, pol := range nrt.TopologyPolicies {
-		switch nrtv1alpha2.TopologyManagerPolicy(pol) {
-		case nrtv1alpha2.SingleNUMANodeContainerLevel:
-			p.Policy, p.Scope = numa.PolicySingleNUMANode, numa.ScopeContainer
-		case nrtv1alpha2.SingleNUMANodePodLevel:
-			p.Policy, p.Scope = numa.PolicySingleNUMANode, numa.ScopePod
-		case nrtv1alpha2.RestrictedContainerLevel:
-			p.Policy, p.Scope = numa.PolicyRestricted, numa.ScopeContainer
-		case nrtv1alpha2.RestrictedPodLevel:
-			p.Policy, p.Scope = numa.PolicyRestricted, numa.ScopePod
-		case nrtv1alpha2.BestEffortContainerLevel:
-			p.Policy, p.Scope = numa.PolicyBestEffort, numa.ScopeContainer
-		case nrtv1alpha2.BestEffortPodLevel:
-			p.Policy, p.Scope = numa.PolicyBestEffort, numa.ScopePod
+		if l, ok := legacyPolicies[nrtv1alpha2.TopologyManagerPolicy(pol)]; ok {
+			p.Policy, p.Scope = l.policy, l.scope
 		}
 	}
 	// The attributes are the current form and win over the deprecated
@@ -518,6 +515,19 @@ func parse(nrt *nrtv1alpha2.NodeResourceTopology) *published {
 		}
 	}
 	return p
+}
+
+// legacyPolicies reads the deprecated topologyPolicies list.
+var legacyPolicies = map[nrtv1alpha2.TopologyManagerPolicy]struct {
+	policy numa.Policy
+	scope  numa.Scope
+}{
+	nrtv1alpha2.SingleNUMANodeContainerLevel: {numa.PolicySingleNUMANode, numa.ScopeContainer},
+	nrtv1alpha2.SingleNUMANodePodLevel:       {numa.PolicySingleNUMANode, numa.ScopePod},
+	nrtv1alpha2.RestrictedContainerLevel:     {numa.PolicyRestricted, numa.ScopeContainer},
+	nrtv1alpha2.RestrictedPodLevel:           {numa.PolicyRestricted, numa.ScopePod},
+	nrtv1alpha2.BestEffortContainerLevel:     {numa.PolicyBestEffort, numa.ScopeContainer},
+	nrtv1alpha2.BestEffortPodLevel:           {numa.PolicyBestEffort, numa.ScopePod},
 }
 
 // numaID is the NUMA node number in a zone name such as node-1; zones

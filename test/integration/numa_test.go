@@ -181,43 +181,38 @@ func TestNUMAPackableMixPlacedWithoutRejections(t *testing.T) {
 		}
 		e.startScheduler()
 	}
-	t.Run("all at once, large gangs created first", func(t *testing.T) {
+	// packs runs gangs submitted all at once on 6 nodes of two 16-CPU
+	// zones, and checks that each zone ends with a 12 and a 4.
+	packs := func(t *testing.T, gangs []numaGang) {
 		e := newEnv(t)
 		cpus := e.numaCluster("numa", 6, 2, 16, numa.PolicySingleNUMANode)
-		allAtOnce(e, all)
-		e.waitRunning(all...)
+		allAtOnce(e, gangs)
+		e.waitRunning(gangs...)
 		e.zonesFull(cpus, 16)
-	})
+	}
+	t.Run("all at once, large gangs created first", func(t *testing.T) { packs(t, all) })
 	t.Run("all at once, created alternately", func(t *testing.T) {
 		// Small gangs planned between large ones go into the room beside
 		// the large pods, waiting for the node agent to count those, and
-		// leave whole zones to the large gangs still waiting.
-		e := newEnv(t)
-		cpus := e.numaCluster("numa", 6, 2, 16, numa.PolicySingleNUMANode)
-		// Created in the same second, gangs are queued by name: these
-		// names keep the alternation.
+		// leave whole zones to the large gangs still waiting. Created in
+		// the same second, gangs are queued by name: these names keep the
+		// alternation.
 		var gangs []numaGang
 		for i := range 3 {
 			l, s := large(i), small(i)
 			l.name, s.name = fmt.Sprintf("g%d-%s", 2*i, l.name), fmt.Sprintf("g%d-%s", 2*i+1, s.name)
 			gangs = append(gangs, l, s)
 		}
-		allAtOnce(e, gangs)
-		e.waitRunning(gangs...)
-		e.zonesFull(cpus, 16)
+		packs(t, gangs)
 	})
 	t.Run("all at once, small gangs created first, large gangs of higher priority", func(t *testing.T) {
-		e := newEnv(t)
-		cpus := e.numaCluster("numa", 6, 2, 16, numa.PolicySingleNUMANode)
 		var gangs []numaGang
 		for i := range 3 {
 			l := large(i)
 			l.priority = 100
 			gangs = append(gangs, small(i), l)
 		}
-		allAtOnce(e, gangs)
-		e.waitRunning(all...)
-		e.zonesFull(cpus, 16)
+		packs(t, gangs)
 	})
 	t.Run("one gang at a time, the large ones first", func(t *testing.T) {
 		e := newEnv(t)
