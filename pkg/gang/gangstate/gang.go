@@ -116,6 +116,10 @@ type gang struct {
 	// set while it waits.
 	agentWaitUntil time.Time
 	awaitingAgent  bool
+	// pinned is the most CPUs one of the gang's unbound pods pins to a
+	// NUMA zone, computed when it had pinnedPods pods.
+	pinned     int64
+	pinnedPods int
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until

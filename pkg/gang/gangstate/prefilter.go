@@ -195,18 +195,30 @@ func (c *Cache) largerPinnedWaitLocked(g *gang, members []placement.Member) bool
 		if key == g.key || other.phase != Waiting && other.phase != Planned {
 			continue
 		}
-		objs, _ := c.cfg.Pods.ByIndex(GangIndex, key)
-		for _, o := range objs {
-			pod, ok := o.(*v1.Pod)
-			if !ok || podgroup.IsBound(pod) {
-				continue
-			}
-			if n := numa.NeedsOf(pod); n != nil && n.Pod.CPUs() > own {
-				return true
-			}
+		if c.pinnedLocked(other) > own {
+			return true
 		}
 	}
 	return false
+}
+
+// pinnedLocked is the most CPUs one of a gang's unbound pods pins to a
+// NUMA zone, recomputed only when its pods changed in number (gang pods
+// are alike, and this runs for every gang at every pinned gang's plan).
+func (c *Cache) pinnedLocked(g *gang) int64 {
+	objs, _ := c.cfg.Pods.ByIndex(GangIndex, g.key)
+	if len(objs) == g.pinnedPods {
+		return g.pinned
+	}
+	g.pinned, g.pinnedPods = 0, len(objs)
+	for _, o := range objs {
+		if pod, ok := o.(*v1.Pod); ok && !podgroup.IsBound(pod) {
+			if n := numa.NeedsOf(pod); n != nil {
+				g.pinned = max(g.pinned, n.Pod.CPUs())
+			}
+		}
+	}
+	return g.pinned
 }
 
 // maxAgentWait bounds how long a gang waits for node agents to count the
