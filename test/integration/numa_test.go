@@ -27,13 +27,16 @@ import (
 // it holds back pods of half a zone or more, so that the small pods bound
 // with them take the lowest numbered zones first.
 //
-// kubeletZoneCPUs, when given, is the zones' real size, which the NRT
-// objects then misstate: kubelet rejects what the scheduler was told fits.
-func (e *env) numaCluster(prefix string, count, zones, zoneCPUs int, policy numa.Policy, kubeletZoneCPUs ...int) *cpumanager.Manager {
+// Options may change that: see numaFault.
+func (e *env) numaCluster(prefix string, count, zones, zoneCPUs int, policy numa.Policy, faults ...numaFault) *cpumanager.Manager {
 	e.t.Helper()
+	var fault numaFault
+	for _, f := range faults {
+		fault = f
+	}
 	realCPUs := zoneCPUs
-	if len(kubeletZoneCPUs) > 0 {
-		realCPUs = kubeletZoneCPUs[0]
+	if fault.kubeletZoneCPUs > 0 {
+		realCPUs = fault.kubeletZoneCPUs
 	}
 	names := e.addNodes(prefix, count, nodeSpec{cpu: fmt.Sprint(zones * zoneCPUs), mem: "512Gi"})
 	cpus := cpumanager.New()
@@ -60,9 +63,23 @@ func (e *env) numaCluster(prefix string, count, zones, zoneCPUs int, policy numa
 	kl := kubelet.New(e.client, kubelet.Options{Nodes: names, DefaultRunTime: time.Hour, Admitter: cpus, AdmitAfter: bigLast})
 	done := make(chan struct{}, 2)
 	go func() { _ = kl.Run(ctx); done <- struct{}{} }()
-	go func() { cpus.RunAgent(ctx, nrts, 100*time.Millisecond); done <- struct{}{} }()
+	go func() {
+		if !fault.noAgent {
+			cpus.RunAgent(ctx, nrts, 100*time.Millisecond)
+		}
+		done <- struct{}{}
+	}()
 	e.t.Cleanup(func() { cancel(); <-done; <-done })
 	return cpus
+}
+
+// numaFault is what goes wrong in a numaCluster.
+type numaFault struct {
+	// kubeletZoneCPUs is the zones' real size, which the NRT objects then
+	// misstate: kubelet rejects what the scheduler was told fits.
+	kubeletZoneCPUs int
+	// noAgent: no node agent publishes, so no pod is ever counted.
+	noAgent bool
 }
 
 // bigPodsAdmittedAfter is how long the sandbox kubelet holds back large
@@ -301,7 +318,7 @@ func TestNUMARunningPodsCountedOnceAfterRestart(t *testing.T) {
 func TestKubeletRejectionReportedAndDisrupts(t *testing.T) {
 	e := newEnv(t)
 	e.startController()
-	e.numaCluster("numa", 1, 2, 16, numa.PolicySingleNUMANode, 8)
+	e.numaCluster("numa", 1, 2, 16, numa.PolicySingleNUMANode, numaFault{kubeletZoneCPUs: 8})
 	e.createPodGroup("lied", 3, func(pg *v1alpha1.PodGroup) {
 		pg.Annotations = map[string]string{podgroup.AnnotationDisruptionMode: "All"}
 	})
@@ -325,6 +342,29 @@ func TestKubeletRejectionReportedAndDisrupts(t *testing.T) {
 		got := e.evicted("lied")
 		return got["lied-1"] && got["lied-2"]
 	})
+}
+
+// TestNUMAWaitForAgentIsBounded: a small pinned gang, with a larger one
+// waiting, holds back to go beside pods the node agent has yet to count;
+// an agent that never publishes must not hold it for ever.
+func TestNUMAWaitForAgentIsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.numaCluster("numa", 3, 2, 16, numa.PolicySingleNUMANode, numaFault{noAgent: true})
+	first := numaGang{name: "first", members: 2, cpu: "12"}
+	e.createNUMAGang(first)
+	e.waitRunning(first)
+	// 7 pods of 12 CPUs never fit 6 zones: that gang waits, and holds
+	// no room.
+	e.stopScheduler()
+	e.createNUMAGang(numaGang{name: "large", members: 7, cpu: "12"})
+	small := numaGang{name: "small", members: 2, cpu: "4"}
+	e.createNUMAGang(small)
+	e.startScheduler()
+	e.waitEvent("PodGroup", "small", "WaitingForNodeAgent", bindBy)
+	e.waitRunning(small)
+	if n := e.bound()["large"]; n != 0 {
+		t.Fatalf("the large gang cannot fit, yet %d of its pods are bound", n)
+	}
 }
 
 // TestNUMASmallPodsFirstWaitWithoutRejections: when small pods are admitted
