@@ -208,8 +208,8 @@ func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gang members are not placed by preemption")
 }
 
-// Reserve records an assumed member, and the NUMA zones a pod with
-// exclusive CPUs takes.
+// Reserve records an assumed member, and a pod with exclusive CPUs as one
+// its node's kubelet has yet to admit.
 func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
 	// Until kubelet admits it, the pod counts on the node's zones.
 	pl.s.topo.Assume(node, pod)

@@ -171,6 +171,22 @@ func Admit(policy Policy, capacity, free []int64, d Demand) Admission {
 	return Admission{Admitted: true, Took: took}
 }
 
+// ZoneOf returns the one zone kubelet gives a pod of a single unit that
+// fits a zone, without allocating: the lowest numbered zone with room
+// (-1 when none has, or when kubelet would not choose a single zone this
+// way: policy none, or a pod larger than a zone).
+func ZoneOf(policy Policy, capacity, free []int64, d Demand) int {
+	if len(d) != 1 || d[0].Transient || policy == PolicyNone || policy == "" || minZones(capacity, d[0].CPUs) != 1 {
+		return -1
+	}
+	for i, f := range free {
+		if f >= d[0].CPUs {
+			return i
+		}
+	}
+	return -1
+}
+
 // admitUnit decides one unit: the CPUs it takes per zone, or kubelet's
 // reason for refusing it.
 func admitUnit(policy Policy, capacity, free []int64, cpus int64) ([]int64, string) {

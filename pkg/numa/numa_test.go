@@ -256,3 +256,30 @@ func TestCopiesMatchesOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// ZoneOf agrees with Admit wherever it answers.
+func TestZoneOfMatchesAdmit(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	answered := 0
+	for range 2000 {
+		policy := []Policy{PolicySingleNUMANode, PolicyRestricted, PolicyBestEffort, PolicyNone}[r.Intn(4)]
+		capacity := []int64{8, 8, 8, 8}[:2+r.Intn(3)]
+		free := make([]int64, len(capacity))
+		for i := range free {
+			free[i] = int64(r.Intn(9))
+		}
+		d := Demand{{CPUs: 1 + int64(r.Intn(10))}}
+		zone := ZoneOf(policy, capacity, free, d)
+		if zone < 0 {
+			continue
+		}
+		answered++
+		a := Admit(policy, capacity, slices.Clone(free), d)
+		if z := a.Zones(); !a.Admitted || len(z) != 1 || z[0] != zone {
+			t.Fatalf("%s %v free %v, %v: ZoneOf %d, Admit %+v", policy, capacity, free, d, zone, a)
+		}
+	}
+	if answered < 500 {
+		t.Fatalf("ZoneOf answered only %d times", answered)
+	}
+}

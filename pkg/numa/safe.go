@@ -117,6 +117,15 @@ func (n *Node) Fits(more []Demand, d Demand) bool {
 	if len(d) == 0 {
 		return true
 	}
+	if len(n.Pending) == 0 && len(more) == 0 && len(d) == 1 && n.Policy == PolicySingleNUMANode {
+		// Alone on the node: one zone with room is all it takes.
+		for _, f := range n.Free {
+			if f >= d[0].CPUs {
+				return true
+			}
+		}
+		return false
+	}
 	all := make([]Demand, 0, len(n.Pending)+len(more)+1)
 	all = append(append(append(all, n.Pending...), more...), d)
 	return Safe(n.Policy, n.Capacity, n.Free, all)

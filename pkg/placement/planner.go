@@ -525,6 +525,9 @@ func (s *placing) fits(li int, m *Member) (bool, int) {
 	if !z.Fits(s.planned[li], d) {
 		return false, -1
 	}
+	if zone := numa.ZoneOf(z.Policy, z.Capacity, s.zones(li), d); zone >= 0 {
+		return true, zone
+	}
 	sim := slices.Clone(s.zones(li))
 	a := numa.Admit(z.Policy, z.Capacity, sim, d)
 	if zones := a.Zones(); len(zones) == 1 {
