@@ -353,17 +353,41 @@ func TestNUMAWaitForAgentIsBounded(t *testing.T) {
 	first := numaGang{name: "first", members: 2, cpu: "12"}
 	e.createNUMAGang(first)
 	e.waitRunning(first)
-	// 7 pods of 12 CPUs never fit 6 zones: that gang waits, and holds
-	// no room.
+	// 5 pods of 12 CPUs fit the 4 whole zones left only once the first
+	// gang is gone: that gang waits, at the head of the queue, and holds
+	// room only against gangs of no higher priority than its own.
 	e.stopScheduler()
-	e.createNUMAGang(numaGang{name: "large", members: 7, cpu: "12"})
-	small := numaGang{name: "small", members: 2, cpu: "4"}
+	e.createNUMAGang(numaGang{name: "large", members: 5, cpu: "12"})
+	small := numaGang{name: "small", members: 2, cpu: "4", priority: 100}
 	e.createNUMAGang(small)
 	e.startScheduler()
 	e.waitEvent("PodGroup", "small", "WaitingForNodeAgent", bindBy)
 	e.waitRunning(small)
 	if n := e.bound()["large"]; n != 0 {
-		t.Fatalf("the large gang cannot fit, yet %d of its pods are bound", n)
+		t.Fatalf("the large gang cannot fit yet, and %d of its pods are bound", n)
+	}
+}
+
+// TestNUMANeverFittingGangClaimsNoZones: a gang that could not fit even an
+// empty cluster waits for no room, so smaller gangs do not hold back to
+// leave whole zones to it.
+func TestNUMANeverFittingGangClaimsNoZones(t *testing.T) {
+	e := newEnv(t)
+	e.numaCluster("numa", 3, 2, 16, numa.PolicySingleNUMANode, numaFault{noAgent: true})
+	first := numaGang{name: "first", members: 2, cpu: "12"}
+	e.createNUMAGang(first)
+	e.waitRunning(first)
+	e.stopScheduler()
+	e.createNUMAGang(numaGang{name: "huge", members: 7, cpu: "12"}) // 7 pods, 6 zones
+	small := numaGang{name: "small", members: 2, cpu: "4"}
+	e.createNUMAGang(small)
+	e.startScheduler()
+	e.waitEvent("PodGroup", "huge", "gang can never fit this cluster", bindBy)
+	e.waitRunning(small)
+	for _, ev := range e.events("PodGroup", "small") {
+		if strings.HasPrefix(ev, "WaitingForNodeAgent") {
+			t.Fatalf("the small gang held back for a gang that can never fit: %s", ev)
+		}
 	}
 }
 

@@ -120,6 +120,9 @@ type gang struct {
 	// NUMA zone, computed when it had pinnedPods pods.
 	pinned     int64
 	pinnedPods int
+	// neverFits is set when the gang's last plan found it could not fit
+	// even an empty cluster: it waits for no room, and holds none.
+	neverFits bool
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until

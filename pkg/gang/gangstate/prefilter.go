@@ -192,7 +192,7 @@ func (c *Cache) largerPinnedWaitLocked(g *gang, members []placement.Member) bool
 		return false
 	}
 	for key, other := range c.gangs {
-		if key == g.key || other.phase != Waiting && other.phase != Planned {
+		if key == g.key || other.neverFits || other.phase != Waiting && other.phase != Planned {
 			continue
 		}
 		if c.pinnedLocked(other) > own {
@@ -285,6 +285,7 @@ func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, n
 	g.plan, g.phase = pl, Planned
 	g.blocked, g.failVerdict = false, nil
 	g.agentWaitUntil, g.awaitingAgent = time.Time{}, false
+	g.neverFits = false
 	c.forgetHeadLocked(g)
 	c.epoch++
 	if c.cfg.Logger.V(2).Enabled() {
@@ -306,7 +307,9 @@ func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *place
 	// Nodes a member avoids after a transient refusal do not make a gang
 	// unplaceable for ever.
 	empty.Members = membersOf(podsOf(req.Members), nil)
-	if _, never := placement.PlanGang(empty); never != nil {
+	_, never := placement.PlanGang(empty)
+	g.neverFits = never != nil
+	if never != nil {
 		g.blocked = false
 		c.forgetHeadLocked(g)
 		msg := "gang can never fit this cluster as it is: " + never.Error()
