@@ -344,23 +344,32 @@ func TestKubeletRejectionReportedAndDisrupts(t *testing.T) {
 	})
 }
 
-// TestNUMAWaitForAgentIsBounded: a small pinned gang, with a larger one
-// waiting, holds back to go beside pods the node agent has yet to count;
-// an agent that never publishes must not hold it for ever.
-func TestNUMAWaitForAgentIsBounded(t *testing.T) {
+// uncountedBeside runs a gang of two 12-CPU pods on one of 3 nodes of two
+// 16-CPU zones whose agent never publishes (so those pods are never
+// counted), then submits gangs together.
+func uncountedBeside(t *testing.T, gangs ...numaGang) *env {
 	e := newEnv(t)
 	e.numaCluster("numa", 3, 2, 16, numa.PolicySingleNUMANode, numaFault{noAgent: true})
 	first := numaGang{name: "first", members: 2, cpu: "12"}
 	e.createNUMAGang(first)
 	e.waitRunning(first)
+	e.stopScheduler()
+	for _, g := range gangs {
+		e.createNUMAGang(g)
+	}
+	e.startScheduler()
+	return e
+}
+
+// TestNUMAWaitForAgentIsBounded: a small pinned gang, with a larger one
+// waiting, holds back to go beside pods the node agent has yet to count;
+// an agent that never publishes must not hold it for ever.
+func TestNUMAWaitForAgentIsBounded(t *testing.T) {
 	// 5 pods of 12 CPUs fit the 4 whole zones left only once the first
 	// gang is gone: that gang waits, at the head of the queue, and holds
 	// room only against gangs of no higher priority than its own.
-	e.stopScheduler()
-	e.createNUMAGang(numaGang{name: "large", members: 5, cpu: "12"})
 	small := numaGang{name: "small", members: 2, cpu: "4", priority: 100}
-	e.createNUMAGang(small)
-	e.startScheduler()
+	e := uncountedBeside(t, numaGang{name: "large", members: 5, cpu: "12"}, small)
 	e.waitEvent("PodGroup", "small", "WaitingForNodeAgent", bindBy)
 	e.waitRunning(small)
 	if n := e.bound()["large"]; n != 0 {
@@ -372,16 +381,8 @@ func TestNUMAWaitForAgentIsBounded(t *testing.T) {
 // empty cluster waits for no room, so smaller gangs do not hold back to
 // leave whole zones to it.
 func TestNUMANeverFittingGangClaimsNoZones(t *testing.T) {
-	e := newEnv(t)
-	e.numaCluster("numa", 3, 2, 16, numa.PolicySingleNUMANode, numaFault{noAgent: true})
-	first := numaGang{name: "first", members: 2, cpu: "12"}
-	e.createNUMAGang(first)
-	e.waitRunning(first)
-	e.stopScheduler()
-	e.createNUMAGang(numaGang{name: "huge", members: 7, cpu: "12"}) // 7 pods, 6 zones
 	small := numaGang{name: "small", members: 2, cpu: "4"}
-	e.createNUMAGang(small)
-	e.startScheduler()
+	e := uncountedBeside(t, numaGang{name: "huge", members: 7, cpu: "12"}, small) // 7 pods, 6 zones
 	e.waitEvent("PodGroup", "huge", "gang can never fit this cluster", bindBy)
 	e.waitRunning(small)
 	for _, ev := range e.events("PodGroup", "small") {
