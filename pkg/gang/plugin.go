@@ -118,6 +118,13 @@ func (pl *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 // PreFilter plans the whole gang at its first member and has every member
 // follow the plan. For every pod it also records the room held for others.
 func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	needs := numa.NeedsOf(pod)
+	if needs != nil && !pl.s.topo.Ready() {
+		// Just started: the zones are not all known yet. The pod goes
+		// again once they are.
+		pl.s.cache.Park(pod)
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, waitingForZones)
+	}
 	var v gangstate.Verdict
 	var eff gangstate.Effects
 	if podgroup.NameOf(pod) == "" {
@@ -133,7 +140,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	if v.Code != fwk.Success {
 		return nil, fwk.NewStatus(v.Code, v.Reason)
 	}
-	st := &cycleState{plannedNode: v.Node, nodes: v.Nodes, held: v.Held, request: placement.PodRequest(pod), numa: numa.NeedsOf(pod)}
+	st := &cycleState{plannedNode: v.Node, nodes: v.Nodes, held: v.Held, request: placement.PodRequest(pod), numa: needs}
 	cs.Write(stateKey, st)
 	switch {
 	case v.Node != "":
@@ -146,6 +153,10 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	}
 	return nil, nil
 }
+
+// waitingForZones is why a pod with exclusive CPUs waits while the nodes'
+// NodeResourceTopology objects are being listed.
+const waitingForZones = "waiting for the nodes' NodeResourceTopology objects to be listed: this pod gets exclusive CPUs, and a NUMA zone"
 
 // PreFilterExtensions is not needed: the held room does not depend on the
 // pods preemption would add or remove.

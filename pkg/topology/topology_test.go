@@ -213,3 +213,20 @@ func TestTrackerAfterRestart(t *testing.T) {
 		t.Fatalf("a pod started long before the object was written is counted: %v", got)
 	}
 }
+
+// Ready: without the NRT API the tracker answers at once (nodes are placed
+// by capacity); with it, only once its objects are listed.
+func TestTrackerReady(t *testing.T) {
+	tr := NewTracker()
+	if !tr.Ready() {
+		t.Fatal("no NRT API: ready")
+	}
+	tr.served.Store(true)
+	if tr.Ready() {
+		t.Fatal("the API is served and its objects are not listed yet: not ready")
+	}
+	tr.synced.Store(true)
+	if !tr.Ready() {
+		t.Fatal("listed: ready")
+	}
+}

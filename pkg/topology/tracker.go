@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nrtv1alpha2 "github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/apis/topology/v1alpha2"
@@ -63,6 +64,19 @@ type Tracker struct {
 	// ended are, per node, the CPUs of pods that ran and ended since the
 	// agent last wrote the node's object: they may still show as in use.
 	ended map[string]int64
+	// served is set once the NRT API is found, synced once its objects
+	// are all listed: in between, what the tracker knows of zones is
+	// incomplete.
+	served, synced atomic.Bool
+}
+
+// Ready reports whether the tracker can be asked about NUMA zones: the
+// NRT API is not served (nodes are placed by capacity), or its objects
+// are listed. Right after a start or failover they may not be yet, and a
+// pod with exclusive CPUs placed then could be sent to a kubelet that
+// rejects it.
+func (t *Tracker) Ready() bool {
+	return !t.served.Load() || t.synced.Load()
 }
 
 // published is a node's NodeResourceTopology, read once per change.
@@ -138,10 +152,15 @@ func (t *Tracker) Start(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	// Asked once before the scheduler runs, so that it never places pinned
+	// pods as if no node had zones while the objects are on their way.
+	found := served(disc)
+	t.served.Store(found)
 	go func() {
 		said := false
 		for {
-			if served(disc) {
+			if found || served(disc) {
+				t.served.Store(true)
 				t.watch(ctx, client)
 				logger.Info("NodeResourceTopology API found; placing pods by NUMA zone where nodes publish them")
 				return
@@ -202,7 +221,11 @@ func (t *Tracker) watch(ctx context.Context, client nrtclientset.Interface) {
 		},
 	})
 	factory.Start(ctx.Done())
-	cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
+	if cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+		t.synced.Store(true)
+		// Pods held back until now may go.
+		t.changed()
+	}
 }
 
 // Published records a node's NRT object. An update (not the first sight of
