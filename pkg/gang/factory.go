@@ -181,13 +181,13 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err
 	}
+	// New or changed zones, or pods counted, may hold what waits.
 	s.topo.OnChange(func() { s.apply(logger, s.cache.RoomChanged()) })
 	if err := s.topo.WatchPods(podInformer); err != nil {
 		return nil, fmt.Errorf("watching pods for NUMA accounting: %w", err)
 	}
 	pgFactory.Start(ctx.Done())
 	if restCfg != nil {
-		// New or changed zones may hold what waits.
 		if err := s.topo.Start(ctx, restCfg); err != nil {
 			return nil, fmt.Errorf("watching NodeResourceTopologies: %w", err)
 		}
