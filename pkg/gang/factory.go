@@ -408,7 +408,7 @@ func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
 		}
 	}
 	if eff.Placed != nil {
-		observePlacement(s.handle, eff.Placed.Nodes, eff.Placed.MilliCPU)
+		observePlacement(eff.Placed)
 	}
 }
 

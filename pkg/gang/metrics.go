@@ -3,10 +3,10 @@ package gang
 import (
 	"sync"
 
-	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
-	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/lockstep-sched/lockstep/pkg/gang/gangstate"
 )
 
 var (
@@ -27,20 +27,19 @@ var (
 	registerMetrics sync.Once
 )
 
+// ensureMetrics registers the metrics once, when the first gang is placed.
+func ensureMetrics() {
+	registerMetrics.Do(func() { legacyregistry.MustRegister(gangNodes, gangNodesOverIdeal) })
+}
+
 // observePlacement records how many nodes a released gang uses, and that
 // against the ideal for its CPU, the largest node it uses giving the size.
-func observePlacement(h fwk.Handle, nodes sets.Set[string], gangMilliCPU int64) {
-	registerMetrics.Do(func() { legacyregistry.MustRegister(gangNodes, gangNodesOverIdeal) })
-	gangNodes.Observe(float64(nodes.Len()))
-	var nodeCPU int64
-	for name := range nodes {
-		if ni, err := h.SnapshotSharedLister().NodeInfos().Get(name); err == nil {
-			nodeCPU = max(nodeCPU, ni.GetAllocatable().GetMilliCPU())
-		}
-	}
-	if nodeCPU == 0 || gangMilliCPU == 0 {
+func observePlacement(p *gangstate.Placement) {
+	ensureMetrics()
+	gangNodes.Observe(float64(p.Nodes.Len()))
+	if p.NodeMilliCPU <= 0 || p.MilliCPU <= 0 {
 		return
 	}
-	ideal := (gangMilliCPU + nodeCPU - 1) / nodeCPU
-	gangNodesOverIdeal.Observe(float64(nodes.Len()) / float64(ideal))
+	ideal := (p.MilliCPU + p.NodeMilliCPU - 1) / p.NodeMilliCPU
+	gangNodesOverIdeal.Observe(float64(p.Nodes.Len()) / float64(ideal))
 }

@@ -44,6 +44,10 @@ type Event struct {
 type Placement struct {
 	Nodes    sets.Set[string]
 	MilliCPU int64
+	// NodeMilliCPU is the largest allocatable CPU of the nodes planned,
+	// taken from the scheduling cycle's snapshot: only the cycle may read
+	// it, and effects are applied from informer handlers and timers too.
+	NodeMilliCPU int64
 	// Members are the members the Placed Event names.
 	Members []types.UID
 }

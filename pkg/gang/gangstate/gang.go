@@ -63,12 +63,16 @@ type slot struct {
 
 // plan is a whole-gang placement that members follow one cycle each.
 type plan struct {
-	id       uint64
-	slots    map[types.UID]*slot
-	nodes    int
-	domain   placement.Domain
-	deadline time.Time
-	timer    clock.Timer
+	id    uint64
+	slots map[types.UID]*slot
+	nodes int
+	// nodeMilliCPU is the largest allocatable CPU of the plan's nodes,
+	// read from the cycle's snapshot when the plan was made: the size of
+	// node the gang's ideal node count is measured in.
+	nodeMilliCPU int64
+	domain       placement.Domain
+	deadline     time.Time
+	timer        clock.Timer
 }
 
 // held reports whether a slot's room is held against everyone else.

@@ -176,7 +176,7 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 	c.cfg.Logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", g.key, "members", len(eff.Allow)+1, "nodes", nodes.Len(), "domain", where)
 	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s: %s",
 		len(eff.Allow)+1, nodes.Len(), where, assignments(g.plan.slots)))
-	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU, Members: members}
+	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU, NodeMilliCPU: g.plan.nodeMilliCPU, Members: members}
 	// Members beyond the quorum that were refused while it waited may go
 	// now, as members of a started gang: wake them rather than leave them
 	// to their back-off, which may outlast a short job.

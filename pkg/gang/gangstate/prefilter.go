@@ -274,7 +274,9 @@ func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, n
 	pl := &plan{id: c.planID, slots: make(map[types.UID]*slot, len(p.NodeOf)), nodes: len(p.NodesUsed), domain: p.Domain, deadline: now.Add(g.timeout)}
 	for mi, ni := range p.NodeOf {
 		m := req.Members[mi]
-		pl.slots[m.Pod.UID] = &slot{pod: m.Pod, node: req.Nodes[ni].Info.Node().Name, request: m.Request, zones: p.ZonesOf[mi]}
+		info := req.Nodes[ni].Info
+		pl.slots[m.Pod.UID] = &slot{pod: m.Pod, node: info.Node().Name, request: m.Request, zones: p.ZonesOf[mi]}
+		pl.nodeMilliCPU = max(pl.nodeMilliCPU, info.GetAllocatable().GetMilliCPU())
 		eff.activate(m.Pod)
 	}
 	key, id := g.key, pl.id
