@@ -1,6 +1,7 @@
 // Package podgroup holds what the scheduler plugin and the controller agree
-// on about scheduler-plugins PodGroups: how a pod names its gang, how gangs
-// are keyed, which pods count as members, and how timeouts default.
+// on about PodGroups, scheduler-plugins' and Kubernetes' own: how a pod
+// names its gang, how gangs are keyed, which pods count as members, and how
+// timeouts default.
 package podgroup
 
 import (
@@ -28,8 +29,13 @@ var (
 	GVK          = GroupVersion.WithKind("PodGroup")
 )
 
-// NameOf returns the PodGroup a pod belongs to, or "" when it has none.
+// NameOf returns the scheduler-plugins PodGroup a pod belongs to, by its
+// label, or "" when it has none. A pod that names an upstream PodGroup
+// (spec.schedulingGroup) belongs to that one only, label or not.
 func NameOf(pod *v1.Pod) string {
+	if UpstreamNameOf(pod) != "" {
+		return ""
+	}
 	return pod.Labels[Label]
 }
 
@@ -39,8 +45,12 @@ func Key(namespace, name string) string {
 	return namespace + "/" + name
 }
 
-// KeyOf returns the gang key of a pod, or "" when it has no PodGroup.
+// KeyOf returns the gang key of a pod, of either API, or "" when it
+// belongs to no PodGroup.
 func KeyOf(pod *v1.Pod) string {
+	if name := UpstreamNameOf(pod); name != "" {
+		return UpstreamKey(pod.Namespace, name)
+	}
 	name := NameOf(pod)
 	if name == "" {
 		return ""
@@ -151,8 +161,12 @@ func TopologyConstraints(pg *v1alpha1.PodGroup, levels []string) (required, pref
 // the scheduler's recorder cannot derive one from a PodGroup by itself, as
 // its scheme does not know the type.
 func Reference(pg *v1alpha1.PodGroup) *v1.ObjectReference {
+	apiVersion := GroupVersion.String()
+	if IsUpstream(pg) {
+		apiVersion = UpstreamGroupVersion.String()
+	}
 	return &v1.ObjectReference{
-		APIVersion:      GroupVersion.String(),
+		APIVersion:      apiVersion,
 		Kind:            GVK.Kind,
 		Namespace:       pg.Namespace,
 		Name:            pg.Name,
