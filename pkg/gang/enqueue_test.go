@@ -27,7 +27,7 @@ func TestPreEnqueue(t *testing.T) {
 	}{
 		{name: "ordinary pod", pod: ordinary("o", "1"), wantCode: fwk.Success},
 		{name: "no PodGroup", pod: member("g", 0, "1"), wantCode: fwk.UnschedulableAndUnresolvable,
-			wantMsg: "waiting for PodGroup ns/g to exist", wantEvent: "PodGroupNotFound"},
+			wantMsg: "waiting for PodGroup ns/g (podgroups.scheduling.x-k8s.io) to exist", wantEvent: "PodGroupNotFound"},
 		{name: "too few members", pg: true, pod: member("g", 0, "1"), wantCode: fwk.UnschedulableAndUnresolvable,
 			wantMsg: "1/2 members exist", wantEvent: "WaitingForMembers"},
 		{name: "gated members do not count", pg: true, existing: []*v1.Pod{gated}, pod: member("g", 0, "1"),

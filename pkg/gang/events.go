@@ -11,7 +11,6 @@ import (
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
-	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 )
 
 // eventRepeat is how often the same message is repeated for the same
@@ -32,7 +31,6 @@ const progressRepeat = 5 * time.Second
 // after the eighth member arrived.
 type eventer struct {
 	recorder record.EventRecorder
-	pgLister pglisters.PodGroupLister
 	clock    clock.WithDelayedExecution
 	// standby, while set, drops every Event: a replica that does not lead
 	// sees the same pods and PodGroups as the leader, and must write
@@ -56,11 +54,11 @@ type sent struct {
 	at  time.Time
 }
 
-func newEventer(r record.EventRecorder, l pglisters.PodGroupLister, c clock.WithDelayedExecution, standby *atomic.Bool) *eventer {
+func newEventer(r record.EventRecorder, c clock.WithDelayedExecution, standby *atomic.Bool) *eventer {
 	if standby == nil {
 		standby = &atomic.Bool{}
 	}
-	return &eventer{recorder: r, pgLister: l, clock: c, standby: standby, last: map[string]sent{}, pending: map[string]heldEvent{}}
+	return &eventer{recorder: r, clock: c, standby: standby, last: map[string]sent{}, pending: map[string]heldEvent{}}
 }
 
 // off reports whether Events are not recorded: none to record them with,
@@ -90,18 +88,9 @@ func (e *eventer) freshEvery(key, msg string, every time.Duration) bool {
 	return true
 }
 
-// podGroup records an Event on a PodGroup, if it still exists.
-func (e *eventer) podGroup(namespace, name string, eventType, reason, msg string) {
-	pg, err := e.pgLister.PodGroups(namespace).Get(name)
-	if err != nil {
-		return
-	}
-	e.podGroupObj(pg, eventType, reason, msg)
-}
-
 // podGroupObj records an Event on a PodGroup.
 func (e *eventer) podGroupObj(pg *v1alpha1.PodGroup, eventType, reason, msg string) {
-	if e.off() || !e.fresh("pg/"+pg.Namespace+"/"+pg.Name+"/"+reason, msg) {
+	if e.off() || !e.fresh("pg/"+podgroup.KeyOfGroup(pg)+"/"+reason, msg) {
 		return
 	}
 	e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg)
@@ -113,7 +102,7 @@ func (e *eventer) podGroupProgress(pg *v1alpha1.PodGroup, eventType, reason, msg
 	if e.off() {
 		return
 	}
-	key := "pg/" + pg.Namespace + "/" + pg.Name + "/" + reason
+	key := "pg/" + podgroup.KeyOfGroup(pg) + "/" + reason
 	record := func() { e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg) }
 	if e.freshEvery(key, msg, progressRepeat) {
 		record()

@@ -14,7 +14,7 @@ import (
 func TestEventsAreNotRepeated(t *testing.T) {
 	clock := clocktesting.NewFakeClock(epoch)
 	rec := record.NewFakeRecorder(100)
-	e := newEventer(rec, nil, clock, nil)
+	e := newEventer(rec, clock, nil)
 	pg := &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: ns}}
 	recorded := func() int {
 		n := 0

@@ -28,7 +28,6 @@ import (
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
-	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/apis/config"
 	"github.com/lockstep-sched/lockstep/pkg/gang/gangstate"
@@ -113,10 +112,13 @@ func (f *Factory) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fw
 // shared is what the profiles of one scheduler share: the gang cache, the
 // informers that feed it, and the means to carry out its effects.
 type shared struct {
-	cache    *gangstate.Cache
-	pgLister pglisters.PodGroupLister
-	topo     *topology.Tracker
-	events   *eventer
+	cache *gangstate.Cache
+	// groups finds the PodGroup a pod names, in either API.
+	groups *groups
+	// conditions writes the status condition of upstream PodGroups.
+	conditions *conditions
+	topo       *topology.Tracker
+	events     *eventer
 	// handle is the first profile's: waiting pods and the queue belong to
 	// the scheduler, not to a profile.
 	handle fwk.Handle
@@ -154,7 +156,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	if opts.wrapHandle != nil {
 		handle = opts.wrapHandle(h)
 	}
-	s := &shared{pgLister: pgInformer.Lister(), topo: topology.NewTracker(), handle: handle, placed: &f.placed, logger: logger}
+	s := &shared{groups: newGroups(pgInformer.Lister()), topo: topology.NewTracker(), handle: handle, placed: &f.placed, logger: logger}
 	s.cache = gangstate.New(gangstate.Config{
 		Clock:          opts.clock,
 		Pods:           podInformer.GetIndexer(),
@@ -176,7 +178,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		<-ctx.Done()
 		broadcaster.Shutdown()
 	}()
-	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), s.pgLister, opts.clock, &f.standby)
+	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), opts.clock, &f.standby)
 
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err
@@ -187,6 +189,19 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		return nil, fmt.Errorf("watching pods for NUMA accounting: %w", err)
 	}
 	pgFactory.Start(ctx.Done())
+	// Kubernetes' own PodGroups, once the cluster serves them; the
+	// scheduler keeps their PodGroupInitiallyScheduled condition.
+	s.conditions = newConditions(h.ClientSet(), s.groups, opts.clock, &f.standby)
+	go s.conditions.run(ctx)
+	s.groups.start(ctx, h.ClientSet(), upstreamHandler{
+		added:   func(pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupAdded(pg)) },
+		updated: func(old, pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupUpdated(old, pg)) },
+		deleted: func(pg *v1alpha1.PodGroup) {
+			key := podgroup.KeyOfGroup(pg)
+			s.conditions.forget(key)
+			s.apply(logger, s.cache.PodGroupDeleted(key))
+		},
+	})
 	if restCfg != nil {
 		if err := s.topo.Start(ctx, restCfg); err != nil {
 			return nil, fmt.Errorf("watching NodeResourceTopologies: %w", err)
@@ -248,7 +263,7 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 				obj = d.Obj
 			}
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
-				s.apply(s.logger, s.cache.PodGroupDeleted(pg.Namespace, pg.Name))
+				s.apply(s.logger, s.cache.PodGroupDeleted(podgroup.KeyOfGroup(pg)))
 			}
 		},
 	}); err != nil {
@@ -258,8 +273,8 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 		// A gated member is announced here: the scheduler may not run this
 		// plugin's PreEnqueue for it.
 		AddFunc: func(obj any) {
-			if pod, ok := obj.(*v1.Pod); ok && podgroup.IsGated(pod) && podgroup.NameOf(pod) != "" {
-				if pg, err := s.pgLister.PodGroups(pod.Namespace).Get(podgroup.NameOf(pod)); err == nil {
+			if pod, ok := obj.(*v1.Pod); ok && podgroup.IsGated(pod) && podgroup.KeyOf(pod) != "" {
+				if pg, err := s.groups.of(pod); err == nil && pg != nil {
 					s.membersMissing(s.logger, pg)
 				}
 			}
@@ -270,7 +285,7 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 			if !ok1 || !ok2 {
 				return
 			}
-			if old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.NameOf(pod) != "" {
+			if old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.KeyOf(pod) != "" {
 				s.apply(s.logger, s.cache.PodBound(pod))
 			}
 			if pod.Spec.NodeName != "" && !podgroup.IsTerminal(old) && podgroup.IsTerminal(pod) {
@@ -403,6 +418,7 @@ func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
 		switch {
 		case e.PodGroup != nil:
 			s.events.podGroupObj(e.PodGroup, e.Type, e.Reason, e.Message)
+			s.conditions.note(e.PodGroup, e.Reason, e.Message)
 		case e.Pod != nil:
 			s.events.pod(e.Pod, e.Type, e.Reason, e.Message)
 		}
@@ -430,5 +446,6 @@ func (s *shared) membersMissing(logger klog.Logger, pg *v1alpha1.PodGroup) strin
 		msg += fmt.Sprintf(" (%d more scheduling-gated)", m.Gated)
 	}
 	s.events.podGroupProgress(pg, v1.EventTypeNormal, "WaitingForMembers", msg)
+	s.conditions.note(pg, "WaitingForMembers", msg)
 	return msg
 }

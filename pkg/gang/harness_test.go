@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	clientfeatures "k8s.io/client-go/features"
 	clientfeaturestesting "k8s.io/client-go/features/testing"
 	"k8s.io/client-go/informers"
@@ -98,6 +99,11 @@ func newHarness(t *testing.T, nodes ...*v1.Node) *harness {
 		assumed: map[string]*v1.Pod{}, outcomes: map[string]chan *fwk.Status{},
 		waits: map[string]time.Duration{}, holdUnreserve: map[string]chan struct{}{},
 	}
+	// The fake cluster serves Kubernetes' own PodGroups too.
+	h.client.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
+		GroupVersion: podgroup.UpstreamGroupVersion.String(),
+		APIResources: []metav1.APIResource{{Name: "podgroups", Namespaced: true, Kind: "PodGroup"}, {Name: "podgroups/status", Namespaced: true, Kind: "PodGroup"}},
+	}}
 	for _, n := range nodes {
 		if _, err := h.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -182,7 +188,7 @@ func (h *harness) podGroup(name string, min int32, mutate ...func(*v1alpha1.PodG
 		h.t.Fatal(err)
 	}
 	h.waitFor("PodGroup "+name+" in the plugin's informer", func() bool {
-		_, err := h.pl.s.pgLister.PodGroups(ns).Get(name)
+		_, err := h.pl.s.groups.legacy.PodGroups(ns).Get(name)
 		return err == nil
 	})
 	return pg

@@ -83,14 +83,14 @@ func readState(cs fwk.CycleState) (*cycleState, error) {
 
 // podGroupOf returns a member's PodGroup, or the status to refuse it with.
 func (pl *Gang) podGroupOf(pod *v1.Pod) (*v1alpha1.PodGroup, *fwk.Status) {
-	name := podgroup.NameOf(pod)
-	pg, err := pl.s.pgLister.PodGroups(pod.Namespace).Get(name)
-	if err == nil {
+	pg, err := pl.s.groups.of(pod)
+	if err == nil && pg != nil {
 		return pg, nil
 	}
-	msg := fmt.Sprintf("waiting for PodGroup %s/%s to exist", pod.Namespace, name)
-	if !apierrors.IsNotFound(err) {
-		msg = fmt.Sprintf("cannot read PodGroup %s/%s: %v", pod.Namespace, name, err)
+	name := podgroup.NameOf(pod) + podgroup.UpstreamNameOf(pod)
+	msg := fmt.Sprintf("waiting for PodGroup %s/%s (%s) to exist", pod.Namespace, name, apiOf(pod))
+	if err != nil && !apierrors.IsNotFound(err) {
+		msg = fmt.Sprintf("cannot read PodGroup %s/%s (%s): %v", pod.Namespace, name, apiOf(pod), err)
 	}
 	pl.s.events.pod(pod, v1.EventTypeWarning, "PodGroupNotFound", msg)
 	return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
@@ -100,7 +100,7 @@ func (pl *Gang) podGroupOf(pod *v1.Pod) (*v1alpha1.PodGroup, *fwk.Status) {
 // exists and at least minMember members exist, so no cycle is spent on a
 // gang that cannot start.
 func (pl *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
-	if podgroup.NameOf(pod) == "" {
+	if podgroup.KeyOf(pod) == "" {
 		return nil
 	}
 	pg, status := pl.podGroupOf(pod)
@@ -127,7 +127,7 @@ func (pl *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	}
 	var v gangstate.Verdict
 	var eff gangstate.Effects
-	if podgroup.NameOf(pod) == "" {
+	if podgroup.KeyOf(pod) == "" {
 		v, eff = pl.s.cache.PreFilterOrdinary(pod, nodes)
 	} else {
 		pg, status := pl.podGroupOf(pod)
@@ -206,7 +206,7 @@ func (pl *Gang) Filter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, ni f
 // never preempt: victims for one member would not place the gang.
 func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	st, err := readState(cs)
-	if podgroup.NameOf(pod) == "" {
+	if podgroup.KeyOf(pod) == "" {
 		if err == nil && len(st.held) > 0 {
 			pl.s.cache.Park(pod)
 		}
@@ -224,7 +224,7 @@ func (pl *Gang) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
 	// Until kubelet admits it, the pod counts on the node's zones.
 	pl.s.topo.Assume(node, pod)
-	if podgroup.NameOf(pod) != "" {
+	if podgroup.KeyOf(pod) != "" {
 		pl.s.cache.Reserve(pod, node)
 	}
 	return nil
@@ -234,7 +234,7 @@ func (pl *Gang) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nod
 // cache's to decide.
 func (pl *Gang) Unreserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) {
 	pl.s.topo.Forget(pod.UID)
-	if podgroup.NameOf(pod) != "" {
+	if podgroup.KeyOf(pod) != "" {
 		pl.s.apply(klog.FromContext(ctx), pl.s.cache.Unreserve(pod))
 	}
 }
@@ -242,7 +242,7 @@ func (pl *Gang) Unreserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 // Permit holds members until the quorum is assumed, then lets them all go in
 // one step.
 func (pl *Gang) Permit(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (*fwk.Status, time.Duration) {
-	if podgroup.NameOf(pod) == "" {
+	if podgroup.KeyOf(pod) == "" {
 		return nil, 0
 	}
 	pg, status := pl.podGroupOf(pod)

@@ -64,7 +64,7 @@ func podOf(e fwk.QueuedEntityInfo) *v1.Pod {
 func (pl *Gang) queueKey(pod *v1.Pod, e fwk.QueuedEntityInfo) queueKey {
 	if key := podgroup.KeyOf(pod); key != "" {
 		r := queueKey{priority: e.GetPriority(), created: pod.CreationTimestamp.Time, key: key}
-		if pg, err := pl.s.pgLister.PodGroups(pod.Namespace).Get(podgroup.NameOf(pod)); err == nil {
+		if pg, err := pl.s.groups.of(pod); err == nil && pg != nil {
 			r.created = pg.CreationTimestamp.Time
 		}
 		return r

@@ -57,7 +57,7 @@ func (r *memberEventFilter) perGang(obj runtime.Object) bool {
 		return false
 	}
 	pod, ok := obj.(*v1.Pod)
-	return ok && podgroup.NameOf(pod) != "" && r.f.placed.take(pod.UID)
+	return ok && podgroup.KeyOf(pod) != "" && r.f.placed.take(pod.UID)
 }
 
 // placedMembers are the members named in a Placed Event whose Scheduled

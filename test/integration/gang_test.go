@@ -249,7 +249,7 @@ func TestPodsBeforePodGroup(t *testing.T) {
 	for i := range 2 {
 		e.createPod(fmt.Sprintf("early-%d", i), "early", podSpec{cpu: "1"})
 	}
-	e.waitEvent("Pod", "early-0", "waiting for PodGroup "+e.ns+"/early to exist", 30*time.Second)
+	e.waitEvent("Pod", "early-0", "waiting for PodGroup "+e.ns+"/early (podgroups.scheduling.x-k8s.io) to exist", 30*time.Second)
 	e.holdsFor("nothing bound", time.Second, func() bool { return e.bound()["early"] == 0 })
 	e.createPodGroup("early", 2)
 	e.waitGangBound("early", 2, bindBy)

@@ -132,7 +132,7 @@ func (c *Cache) Phase(key string) Phase {
 // gangFor returns the gang of a PodGroup, refreshed from it. A PodGroup
 // deleted and created again under the same name is a new gang.
 func (c *Cache) gangFor(pg *v1alpha1.PodGroup, eff *Effects) *gang {
-	key := podgroup.Key(pg.Namespace, pg.Name)
+	key := podgroup.KeyOfGroup(pg)
 	g, ok := c.gangs[key]
 	if ok && g.uid != "" && pg.UID != "" && g.uid != pg.UID {
 		c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s was replaced", key), eff)

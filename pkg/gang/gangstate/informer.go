@@ -37,7 +37,7 @@ func (c *Cache) PodGroupAdded(pg *v1alpha1.PodGroup) Effects {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gangFor(pg, &eff)
-	c.wakeGangLocked(podgroup.Key(pg.Namespace, pg.Name), &eff)
+	c.wakeGangLocked(podgroup.KeyOfGroup(pg), &eff)
 	return eff
 }
 
@@ -69,10 +69,10 @@ func (c *Cache) PodGroupUpdated(old, pg *v1alpha1.PodGroup) Effects {
 	return eff
 }
 
-// PodGroupDeleted releases everything a deleted PodGroup's gang held.
-func (c *Cache) PodGroupDeleted(namespace, name string) Effects {
+// PodGroupDeleted releases everything a deleted PodGroup's gang held; key
+// is the gang's (podgroup.KeyOfGroup).
+func (c *Cache) PodGroupDeleted(key string) Effects {
 	var eff Effects
-	key := podgroup.Key(namespace, name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.gangs[key]

@@ -1,0 +1,161 @@
+package gang
+
+import (
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// upstreamGroup creates a scheduling.k8s.io PodGroup and waits for the
+// plugin to have it.
+func (h *harness) upstreamGroup(name string, policy schedulingv1beta1.PodGroupSchedulingPolicy, mutate ...func(*schedulingv1beta1.PodGroup)) *schedulingv1beta1.PodGroup {
+	h.t.Helper()
+	pg := &schedulingv1beta1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID("uid-upstream-" + name), CreationTimestamp: metav1.NewTime(epoch)},
+		Spec:       schedulingv1beta1.PodGroupSpec{SchedulingPolicy: policy},
+	}
+	for _, m := range mutate {
+		m(pg)
+	}
+	if _, err := h.client.SchedulingV1beta1().PodGroups(ns).Create(h.ctx, pg, metav1.CreateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.waitFor("upstream PodGroup "+name+" in the plugin", func() bool {
+		_, _, found := h.pl.s.groups.condition(podgroup.UpstreamKey(ns, name))
+		return found
+	})
+	return pg
+}
+
+func gangPolicy(min int32) schedulingv1beta1.PodGroupSchedulingPolicy {
+	return schedulingv1beta1.PodGroupSchedulingPolicy{Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: min}}
+}
+
+// upstreamMember is a pod that joins an upstream PodGroup by
+// spec.schedulingGroup, with no label.
+func upstreamMember(group string, i int, cpu string) *v1.Pod {
+	p := member("", i, cpu)
+	p.Name, p.UID = group+"-"+p.Name, types.UID(group+"-"+string(p.UID))
+	p.Spec.SchedulingGroup = &v1.PodSchedulingGroup{PodGroupName: ptr.To(group)}
+	return p
+}
+
+// scheduledCondition is the PodGroupInitiallyScheduled condition as the
+// API holds it.
+func (h *harness) scheduledCondition(name string) *metav1.Condition {
+	pg, err := h.client.SchedulingV1beta1().PodGroups(ns).Get(h.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return meta.FindStatusCondition(pg.Status.Conditions, schedulingv1beta1.PodGroupInitiallyScheduled)
+}
+
+// A gang of Kubernetes' own PodGroup API gets the same contract as a
+// scheduler-plugins one: held whole until minCount members are placed,
+// released together, and its PodGroupInitiallyScheduled condition kept,
+// false with the reason while it waits, true once placed.
+func TestUpstreamPodGroupIsAGang(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	h.upstreamGroup("up", gangPolicy(3))
+	pods := h.pods(upstreamMember("up", 0, "2"), upstreamMember("up", 1, "2"))
+
+	// Two of three exist: the pods wait before any cycle, and the
+	// condition says why.
+	if s := h.pl.PreEnqueue(h.ctx, pods[0]); s.IsSuccess() || !strings.Contains(s.Message(), "2/3 members exist") {
+		t.Fatalf("PreEnqueue with 2 of 3 members: %v", s)
+	}
+	h.waitFor("condition false while members are missing", func() bool {
+		c := h.scheduledCondition("up")
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == schedulingv1beta1.PodGroupReasonUnschedulable && strings.Contains(c.Message, "2/3 members exist")
+	})
+
+	pods = append(pods, h.pods(upstreamMember("up", 2, "2"))...)
+	for _, p := range pods[:2] {
+		if _, s := h.schedule(p); !s.IsWait() {
+			t.Fatalf("%s: want Wait at Permit, got %v", p.Name, s)
+		}
+	}
+	h.stillWaiting(pods[0])
+	if c := h.scheduledCondition("up"); c != nil && c.Status == metav1.ConditionTrue {
+		t.Fatalf("condition true before the quorum: %+v", c)
+	}
+	if _, s := h.schedule(pods[2]); !s.IsSuccess() {
+		t.Fatalf("the member completing the quorum: %v", s)
+	}
+	for _, p := range pods[:2] {
+		if s := h.outcome(p); !s.IsSuccess() {
+			t.Fatalf("%s was not allowed at quorum: %v", p.Name, s)
+		}
+	}
+	h.waitFor("condition true once placed", func() bool {
+		c := h.scheduledCondition("up")
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "Scheduled" && strings.Contains(c.Message, "placed 3 pods on 2 nodes")
+	})
+	if got := h.waitEvent("Placed"); !strings.Contains(got[0], "placed 3 pods") {
+		t.Errorf("Placed Event: %q", got)
+	}
+}
+
+// A PodGroup of either API may share a name: they are two gangs.
+func TestUpstreamAndLegacyGroupsOfOneNameAreTwoGangs(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	h.upstreamGroup("same", gangPolicy(2))
+	legacy := h.gang("same", 3, 1, "1") // 1 of 3: waits
+	up := h.pods(upstreamMember("same", 0, "2"), upstreamMember("same", 1, "2"))
+	if s := h.pl.PreEnqueue(h.ctx, legacy[0]); s.IsSuccess() {
+		t.Fatalf("the legacy gang has 1 of 3 members and must wait, got %v", s)
+	}
+	for _, p := range up {
+		if s := h.pl.PreEnqueue(h.ctx, p); !s.IsSuccess() {
+			t.Fatalf("%s: the upstream gang has its 2 members: %v", p.Name, s)
+		}
+	}
+	if _, s := h.schedule(up[0]); !s.IsWait() {
+		t.Fatalf("first upstream member: want Wait, got %v", s)
+	}
+	if _, s := h.schedule(up[1]); !s.IsSuccess() {
+		t.Fatalf("second upstream member completes its quorum of 2: %v", s)
+	}
+}
+
+// The upstream API's fields map onto the gang: a basic policy is a quorum
+// of one, the topology constraint is the required level, and the
+// disruption mode is the gang's.
+func TestFromUpstream(t *testing.T) {
+	up := &schedulingv1beta1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns", UID: "u1", Annotations: map[string]string{"keep": "me"}},
+		Spec: schedulingv1beta1.PodGroupSpec{
+			SchedulingPolicy:      gangPolicy(5),
+			SchedulingConstraints: &schedulingv1beta1.PodGroupSchedulingConstraints{Topology: []schedulingv1beta1.TopologyConstraint{{Key: "topology.kubernetes.io/rack"}}},
+			DisruptionMode:        &schedulingv1beta1.DisruptionMode{All: &schedulingv1beta1.AllDisruptionMode{}},
+		},
+	}
+	pg := podgroup.FromUpstream(up)
+	if podgroup.MinMember(pg) != 5 || !podgroup.IsUpstream(pg) || podgroup.KeyOfGroup(pg) != podgroup.UpstreamKey("ns", "g") {
+		t.Errorf("translated: minMember %d, upstream %v, key %q", podgroup.MinMember(pg), podgroup.IsUpstream(pg), podgroup.KeyOfGroup(pg))
+	}
+	if req, _, err := podgroup.TopologyConstraints(pg, []string{"topology.kubernetes.io/rack", "kubernetes.io/hostname"}); err != nil || req != "topology.kubernetes.io/rack" {
+		t.Errorf("required topology %q, %v", req, err)
+	}
+	if mode, err := podgroup.DisruptionModeOf(pg); err != nil || mode != podgroup.DisruptionAll {
+		t.Errorf("disruption mode %s, %v", mode, err)
+	}
+	if pg.Annotations["keep"] != "me" || up.Annotations[podgroup.AnnotationRequiredTopology] != "" {
+		t.Errorf("annotations: translated %v, original %v", pg.Annotations, up.Annotations)
+	}
+	if ref := podgroup.Reference(pg); ref.APIVersion != "scheduling.k8s.io/v1beta1" || ref.UID != "u1" {
+		t.Errorf("Event reference %+v", ref)
+	}
+	up.Spec.SchedulingPolicy = schedulingv1beta1.PodGroupSchedulingPolicy{Basic: &schedulingv1beta1.BasicSchedulingPolicy{}}
+	if got := podgroup.MinMember(podgroup.FromUpstream(up)); got != 1 {
+		t.Errorf("basic policy: minMember %d, want 1", got)
+	}
+}
