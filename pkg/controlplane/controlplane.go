@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -59,7 +61,19 @@ type Options struct {
 	// ServiceAccounts with exactly the roles they ship with. Config (the
 	// loopback admin) is unaffected.
 	RBAC bool
+	// WorkloadAPI serves Kubernetes' own Workload and PodGroup API
+	// (scheduling.k8s.io/v1beta1), with its topology constraints: feature
+	// gates GenericWorkload and TopologyAwareWorkloadScheduling, and the
+	// group version enabled. The gates belong to the whole process: a
+	// kube-scheduler started in it then runs upstream's pod-group
+	// scheduling cycle for every pod with spec.schedulingGroup, whatever
+	// its profile, so Lockstep's scheduler must run as a child process
+	// (StartSchedulerProcess) beside such a control plane.
+	WorkloadAPI bool
 }
+
+// workloadGates are the feature gates WorkloadAPI turns on.
+var workloadGates = map[string]bool{"GenericWorkload": true, "TopologyAwareWorkloadScheduling": true}
 
 // Start runs etcd and kube-apiserver until Stop is called or ctx ends.
 func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
@@ -85,7 +99,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	cp.cancel = cancel
-	if err := cp.startAPIServer(runCtx, etcdURL, opts.RBAC); err != nil {
+	if err := cp.startAPIServer(runCtx, etcdURL, opts); err != nil {
 		return nil, err
 	}
 	return cp, nil
@@ -125,7 +139,7 @@ func (cp *ControlPlane) startEtcd(logDir string) (string, error) {
 	return client.String(), nil
 }
 
-func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, rbac bool) error {
+func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, opts Options) error {
 	s := options.NewServerRunOptions()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,8 +157,16 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, rbac
 	// accounts, nor lift the not-ready taint put on every new node.
 	s.Admission.GenericAdmission.DisablePlugins = []string{"ServiceAccount", "TaintNodesByCondition"}
 
-	if rbac {
+	if opts.RBAC {
 		s.Authorization.Modes = []string{"RBAC"}
+	}
+	if opts.WorkloadAPI {
+		if err := s.APIEnablement.RuntimeConfig.Set(schedulingv1beta1.SchemeGroupVersion.String() + "=true"); err != nil {
+			return fmt.Errorf("enabling the Workload API: %w", err)
+		}
+		// Nor does any controller remove the finalizer this puts on every
+		// PodGroup: one deleted here would never go.
+		s.Admission.GenericAdmission.DisablePlugins = append(s.Admission.GenericAdmission.DisablePlugins, "PodGroupProtection")
 	}
 
 	keyFile := filepath.Join(cp.Dir, "sa.key")
@@ -157,6 +179,11 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, rbac
 
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("setting component globals: %w", err)
+	}
+	if opts.WorkloadAPI {
+		if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(workloadGates); err != nil {
+			return fmt.Errorf("enabling the Workload API: %w", err)
+		}
 	}
 	completed, err := s.Complete(ctx)
 	if err != nil {

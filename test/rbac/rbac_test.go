@@ -25,7 +25,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -73,7 +75,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		cp, err = controlplane.StartWithCRDs(context.Background(), controlplane.Options{RBAC: true})
+		cp, err = controlplane.StartWithCRDs(context.Background(), controlplane.Options{RBAC: true, WorkloadAPI: true})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -344,6 +346,20 @@ func runWorkload(ctx context.Context, t *testing.T, admin kubernetes.Interface) 
 	if _, err := admin.CoreV1().Pods(ns).Create(ctx, pod("ordinary", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A gang of Kubernetes' own PodGroup API, whose condition the
+	// scheduler writes.
+	if _, err := admin.SchedulingV1beta1().PodGroups(ns).Create(ctx, &schedulingv1beta1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: "upstream", Namespace: ns},
+		Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+			Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 1}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	member := pod("upstream-0", "")
+	member.Spec.SchedulingGroup = &v1.PodSchedulingGroup{PodGroupName: ptr.To("upstream")}
+	if _, err := admin.CoreV1().Pods(ns).Create(ctx, member, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// A pod no node can hold gets its PodScheduled=False condition.
 	tooBig := pod("too-big", "")
 	tooBig.Spec.Containers[0].Resources.Requests[v1.ResourceCPU] = resource.MustParse("100")
@@ -352,7 +368,7 @@ func runWorkload(ctx context.Context, t *testing.T, admin kubernetes.Interface) 
 	}
 	waitFor(ctx, t, "every pod that fits bound, the other marked unschedulable", func() bool {
 		list, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil || len(list.Items) != 8 {
+		if err != nil || len(list.Items) != 9 {
 			return false
 		}
 		for _, p := range list.Items {
@@ -367,6 +383,10 @@ func runWorkload(ctx context.Context, t *testing.T, admin kubernetes.Interface) 
 			}
 		}
 		return true
+	})
+	waitFor(ctx, t, "the upstream PodGroup's condition written", func() bool {
+		pg, err := admin.SchedulingV1beta1().PodGroups(ns).Get(ctx, "upstream", metav1.GetOptions{})
+		return err == nil && meta.IsStatusConditionTrue(pg.Status.Conditions, schedulingv1beta1.PodGroupInitiallyScheduled)
 	})
 	setPhase := func(name string, phase v1.PodPhase) {
 		p, err := admin.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
