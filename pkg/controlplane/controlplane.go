@@ -41,6 +41,8 @@ type ControlPlane struct {
 	// Dir holds etcd's data, the serving certificates and the kubeconfig.
 	Dir string
 
+	// logDir is Options.LogDir: where child schedulers log too.
+	logDir  string
 	etcd    *embed.Etcd
 	cancel  context.CancelFunc
 	stopped chan struct{}
@@ -78,7 +80,7 @@ var workloadGates = map[string]bool{"GenericWorkload": true, "TopologyAwareWorkl
 // Start runs etcd and kube-apiserver until Stop is called or ctx ends.
 func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	logger := klog.FromContext(ctx)
-	cp = &ControlPlane{Dir: opts.Dir, stopped: make(chan struct{})}
+	cp = &ControlPlane{Dir: opts.Dir, logDir: opts.LogDir, stopped: make(chan struct{})}
 	if cp.Dir == "" {
 		if cp.Dir, err = os.MkdirTemp("", "lockstep-controlplane-"); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)

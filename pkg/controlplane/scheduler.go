@@ -37,6 +37,20 @@ type schedulerOptions struct {
 	featureGates   string
 	token          string
 	leaderElection bool
+	env            []string
+	verbosity      int
+}
+
+// WithEnv adds "NAME=value" variables to the environment of a scheduler
+// run as a child process.
+func WithEnv(env ...string) SchedulerOption {
+	return func(o *schedulerOptions) { o.env = append(o.env, env...) }
+}
+
+// WithVerbosity sets the log verbosity (--v) of a scheduler run as a child
+// process.
+func WithVerbosity(v int) SchedulerOption {
+	return func(o *schedulerOptions) { o.verbosity = v }
 }
 
 // WithToken makes the scheduler authenticate with a bearer token (its
@@ -190,10 +204,11 @@ func (s *Scheduler) PeakRSS() (bytes int64, ok bool, err error) {
 	return 0, false, fmt.Errorf("no VmHWM in /proc/%d/status", s.pid)
 }
 
-// StartSchedulerProcess runs a scheduler binary of another build (a peer
-// Lockstep is measured against) as a child process, configured like
-// StartScheduler's schedulers. Its output goes to a log file in the control
-// plane's directory. Stop kills it.
+// StartSchedulerProcess runs a scheduler binary as a child process (a peer
+// Lockstep is measured against, or Lockstep with gates of its own),
+// configured like StartScheduler's schedulers. Its output goes to a log
+// file in the control plane's log directory (else its directory). Stop
+// kills it.
 func (cp *ControlPlane) StartSchedulerProcess(ctx context.Context, binary string, configYAML []byte, options ...SchedulerOption) (_ *Scheduler, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -209,12 +224,24 @@ func (cp *ControlPlane) StartSchedulerProcess(ctx context.Context, binary string
 	if so.featureGates != "" {
 		args = append(args, "--feature-gates="+so.featureGates)
 	}
-	logFile, err := os.Create(filepath.Join(cp.Dir, filepath.Base(binary)+fmt.Sprintf("-%d.log", time.Now().UnixNano())))
+	if so.verbosity > 0 {
+		args = append(args, fmt.Sprintf("--v=%d", so.verbosity))
+	}
+	logDir := cp.Dir
+	if cp.logDir != "" {
+		logDir = cp.logDir
+	}
+	logFile, err := os.Create(filepath.Join(logDir, filepath.Base(binary)+fmt.Sprintf("-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(runCtx, binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if len(so.env) > 0 {
+		cmd.Env = append(os.Environ(), so.env...)
+	}
+	// Should this process die first, the child goes with it.
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", binary, err)

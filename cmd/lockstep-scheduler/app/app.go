@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/server"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/component-base/cli"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -35,6 +37,17 @@ import (
 
 	"github.com/lockstep-sched/lockstep/pkg/gang"
 )
+
+// Main runs lockstep-scheduler with the process's arguments and returns its
+// exit status. Lockstep's gate defaults go in before the flags are
+// parsed, so an admin's --feature-gates still wins.
+func Main() int {
+	if err := gang.SetFeatureDefaults(utilfeature.DefaultMutableFeatureGate); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return cli.Run(NewCommand())
+}
 
 // NewCommand returns the lockstep-scheduler command: kube-scheduler's flags
 // and behaviour, with a new gang.Factory.
