@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/lockstep-sched/lockstep/examples"
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/workload"
 )
 
@@ -15,7 +16,7 @@ func TestExamplesLoad(t *testing.T) {
 	for _, err := range errs {
 		t.Error(err)
 	}
-	var groups, elastic, ordinary, delayed int
+	var groups, upstream, elastic, ordinary, delayed int
 	members := map[string]int{}
 	for _, o := range objs {
 		if o.SubmitAfter > 0 {
@@ -23,20 +24,23 @@ func TestExamplesLoad(t *testing.T) {
 		}
 		if o.PodGroup != nil {
 			groups++
+			if o.Upstream != nil {
+				upstream++
+			}
 			continue
 		}
-		if g := o.Pod.Labels["scheduling.x-k8s.io/pod-group"]; g != "" {
-			members[o.Pod.Namespace+"/"+g]++
+		if key := podgroup.KeyOf(o.Pod); key != "" {
+			members[key]++
 		} else {
 			ordinary++
 		}
 	}
 	for _, o := range objs {
-		if o.PodGroup != nil && int(o.PodGroup.Spec.MinMember) < members[o.PodGroup.Namespace+"/"+o.PodGroup.Name] {
+		if o.PodGroup != nil && podgroup.MinMember(o.PodGroup) < members[podgroup.KeyOfGroup(o.PodGroup)] {
 			elastic++
 		}
 	}
-	if groups < 5 || elastic < 1 || ordinary < 2 || delayed < 2 {
-		t.Errorf("examples hold %d PodGroups (%d elastic), %d ordinary pods, %d delayed objects", groups, elastic, ordinary, delayed)
+	if groups < 5 || upstream < 1 || elastic < 1 || ordinary < 2 || delayed < 2 {
+		t.Errorf("examples hold %d PodGroups (%d of the upstream API, %d elastic), %d ordinary pods, %d delayed objects", groups, upstream, elastic, ordinary, delayed)
 	}
 }

@@ -33,6 +33,8 @@ import (
 const exitUsage = 2
 
 func main() {
+	// This program is also the sandbox's scheduler, in a child process.
+	sandbox.RunSchedulerChild()
 	os.Exit(run())
 }
 
@@ -135,18 +137,19 @@ func run() int {
 	}()
 
 	fmt.Printf("Workloads: %s\n", source)
-	fmt.Printf("Logs of the control plane and scheduler: %s (and etcd.log beside it)\n", logPath)
+	fmt.Printf("Logs of the control plane and controller: %s (the scheduler's and etcd's beside it)\n", logPath)
 	res, err := sandbox.Run(ctx, sandbox.Options{
-		Cluster:        f.spec,
-		Objects:        objs,
-		InputErrors:    inputErrs,
-		DefaultRunTime: time.Duration(f.runSeconds * float64(time.Second)),
-		Timeout:        f.timeout,
-		ReportPath:     f.report,
-		Keep:           f.keep,
-		Dir:            dir,
-		Out:            os.Stdout,
-		Live:           sandbox.IsTerminal(os.Stdout),
+		Cluster:            f.spec,
+		Objects:            objs,
+		InputErrors:        inputErrs,
+		DefaultRunTime:     time.Duration(f.runSeconds * float64(time.Second)),
+		Timeout:            f.timeout,
+		ReportPath:         f.report,
+		Keep:               f.keep,
+		Dir:                dir,
+		Out:                os.Stdout,
+		Live:               sandbox.IsTerminal(os.Stdout),
+		SchedulerVerbosity: f.verbosity,
 	})
 	if err != nil && ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "lockstep-sandbox: interrupted while starting; stopped")

@@ -99,7 +99,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 			}
 		})
 	}
-	rec := record.New(r.c.Kube, r.c.PodGroups, []string{ns}, zones)
+	rec := record.New(r.c.Kube, r.c.PodGroups, []string{ns}, zones, false)
 	if err := rec.Start(runCtx); err != nil {
 		return m, err
 	}

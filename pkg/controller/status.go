@@ -32,7 +32,7 @@ func countMembers(pg *v1alpha1.PodGroup, pods []corev1.Pod) tally {
 	var t tally
 	for i := range pods {
 		pod := &pods[i]
-		if pod.Namespace != pg.Namespace || podgroup.NameOf(pod) != pg.Name {
+		if !podgroup.Belongs(pod, pg) {
 			continue
 		}
 		t.members++
@@ -103,6 +103,14 @@ func computeStatus(pg *v1alpha1.PodGroup, pods []corev1.Pod, now metav1.Time) v1
 		status.ScheduleStartTime = now.Rfc3339Copy()
 	}
 	return status
+}
+
+// Phase is the phase the controller gives a gang with these pods, of
+// either API: for a scheduler-plugins PodGroup it is written to its
+// status; an upstream PodGroup has no phase, and the sandbox's report
+// derives one with this.
+func Phase(pg *v1alpha1.PodGroup, pods []corev1.Pod) v1alpha1.PodGroupPhase {
+	return phaseOf(countMembers(pg, pods), podgroup.MinMember(pg))
 }
 
 // describe is the message of the Event recorded when a gang enters phase.

@@ -29,6 +29,17 @@ func UpstreamNameOf(pod *v1.Pod) string {
 	return ""
 }
 
+// Belongs reports whether a pod is a member of pg, of either API.
+func Belongs(pod *v1.Pod, pg *v1alpha1.PodGroup) bool {
+	if pod.Namespace != pg.Namespace {
+		return false
+	}
+	if IsUpstream(pg) {
+		return UpstreamNameOf(pod) == pg.Name
+	}
+	return NameOf(pod) == pg.Name
+}
+
 // UpstreamKey identifies the gang of an upstream PodGroup.
 func UpstreamKey(namespace, name string) string {
 	return namespace + upstreamKeyInfix + name

@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
+	schedulerapp "github.com/lockstep-sched/lockstep/cmd/lockstep-scheduler/app"
 	"github.com/lockstep-sched/lockstep/manifests"
 	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
@@ -69,6 +70,8 @@ type Options struct {
 	// ProgressInterval is how often a status line is printed when not Live;
 	// 5s when zero.
 	ProgressInterval time.Duration
+	// SchedulerVerbosity is the scheduler's log verbosity (--v).
+	SchedulerVerbosity int
 	// SchedulerConfig is the KubeSchedulerConfiguration; the one that ships
 	// when nil.
 	SchedulerConfig []byte
@@ -120,7 +123,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	con.Printf("Starting the control plane (etcd, kube-apiserver)...")
-	cp, err := controlplane.StartWithCRDs(ctx, controlplane.Options{LogDir: opts.Dir})
+	// The control plane serves Kubernetes' own PodGroups as well; their
+	// feature gates belong to this whole process, so the scheduler runs as
+	// a child process with its own, as in a cluster.
+	cp, err := controlplane.StartWithCRDs(ctx, controlplane.Options{LogDir: opts.Dir, WorkloadAPI: true})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +159,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rec := record.New(c.Kube, c.PodGroups, namespaces, cpus)
+	rec := record.New(c.Kube, c.PodGroups, namespaces, cpus, true)
 	if err := rec.Start(runCtx); err != nil {
 		return nil, err
 	}
@@ -166,7 +172,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	})
 
 	con.Printf("Starting the scheduler and the PodGroup controller...")
-	sched, err := cp.StartScheduler(runCtx, opts.SchedulerConfig)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this program to run the scheduler: %w", err)
+	}
+	sched, err := cp.StartSchedulerProcess(runCtx, self, opts.SchedulerConfig,
+		controlplane.WithEnv(schedulerChildEnv+"=1"), controlplane.WithVerbosity(opts.SchedulerVerbosity))
 	if err != nil {
 		return nil, fmt.Errorf("starting the scheduler: %w", err)
 	}
@@ -242,6 +253,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	con.Printf("Stopping...")
 	return res, nil
+}
+
+// schedulerChildEnv, in the environment of a child of this program, makes
+// it the sandbox's scheduler (RunSchedulerChild).
+const schedulerChildEnv = "LOCKSTEP_SANDBOX_SCHEDULER"
+
+// RunSchedulerChild runs lockstep-scheduler and exits, when this process
+// is the scheduler child a sandbox started from its own program; it
+// returns at once otherwise. Programs that call Run call it first thing in
+// main (or TestMain).
+func RunSchedulerChild() {
+	if os.Getenv(schedulerChildEnv) == "1" {
+		os.Exit(schedulerapp.Main())
+	}
 }
 
 // Clients of the control plane: the sandbox's, and the benchmark's, which

@@ -69,6 +69,16 @@ func (s *submitter) run(ctx context.Context) {
 }
 
 func (s *submitter) create(ctx context.Context, o *workload.Object) error {
+	if o.Upstream != nil {
+		pg := o.Upstream.DeepCopy()
+		if _, err := s.c.Kube.SchedulingV1beta1().PodGroups(pg.Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.created.groups[podgroup.Key(pg.Namespace, pg.Name)] = true
+		s.mu.Unlock()
+		return nil
+	}
 	if o.PodGroup != nil {
 		pg := o.PodGroup.DeepCopy()
 		if _, err := s.c.PodGroups.SchedulingV1alpha1().PodGroups(pg.Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {

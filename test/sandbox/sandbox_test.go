@@ -24,6 +24,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The sandbox runs its scheduler as a child of this test binary.
+	sandbox.RunSchedulerChild()
 	testlog.Main(m, "sandbox-test")
 }
 
@@ -104,6 +106,20 @@ func TestSandboxRunsExamples(t *testing.T) {
 		if g.Racks < 1 || g.Nodes < g.IdealNodes {
 			t.Errorf("gang %s: %d racks, %d nodes for an ideal of %d", g.Key(), g.Racks, g.Nodes, g.IdealNodes)
 		}
+	}
+	// The gang of Kubernetes' own PodGroup API ran, in one rack as its
+	// topology constraint asks.
+	upstream := false
+	for _, g := range s.Gangs {
+		if g.Key() == "upstream/trainer" {
+			upstream = true
+			if g.Racks != 1 || g.Bound != g.MinMember {
+				t.Errorf("upstream gang: %d racks, %d of %d bound", g.Racks, g.Bound, g.MinMember)
+			}
+		}
+	}
+	if !upstream {
+		t.Error("the upstream PodGroup example did not run")
 	}
 	if s.PodsSucceeded+len(s.LeftBehind) != s.PodsTotal {
 		t.Errorf("%d of %d pods succeeded, %d left behind", s.PodsSucceeded, s.PodsTotal, len(s.LeftBehind))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/informers"
@@ -22,6 +23,7 @@ import (
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 
+	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cpumanager"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/report"
@@ -34,13 +36,18 @@ type Recorder struct {
 	zones      cpumanager.Source
 	now        func() time.Time
 
-	podInformer cache.SharedIndexInformer
-	pgInformer  cache.SharedIndexInformer
+	podInformer      cache.SharedIndexInformer
+	pgInformer       cache.SharedIndexInformer
+	upstreamInformer cache.SharedIndexInformer
 
 	mu    sync.Mutex
 	pods  map[string]*podRecord
 	gangs map[string]*report.Gang
 	order []string // gang keys in the order first seen
+	// upstream are the gangs of Kubernetes' own PodGroups, by key: they
+	// have no phase, so the recorder derives it from their pods as the
+	// controller would.
+	upstream map[string]*v1alpha1.PodGroup
 }
 
 type podRecord struct {
@@ -51,17 +58,22 @@ type podRecord struct {
 }
 
 // New returns a Recorder of the pods and PodGroups in namespaces; zones
-// says which NUMA zones each pod took.
-func New(client kubernetes.Interface, pgs pgclientset.Interface, namespaces []string, zones cpumanager.Source) *Recorder {
+// says which NUMA zones each pod took. With upstream, it records
+// Kubernetes' own PodGroups too (the cluster must serve them).
+func New(client kubernetes.Interface, pgs pgclientset.Interface, namespaces []string, zones cpumanager.Source, upstream bool) *Recorder {
 	r := &Recorder{
 		namespaces: sets.New(namespaces...),
 		zones:      zones,
 		now:        time.Now,
 		pods:       map[string]*podRecord{},
 		gangs:      map[string]*report.Gang{},
+		upstream:   map[string]*v1alpha1.PodGroup{},
 	}
 	r.podInformer = informers.NewSharedInformerFactory(client, 0).Core().V1().Pods().Informer()
 	r.pgInformer = pginformers.NewSharedInformerFactory(pgs, 0).Scheduling().V1alpha1().PodGroups().Informer()
+	if upstream {
+		r.upstreamInformer = informers.NewSharedInformerFactory(client, 0).Scheduling().V1beta1().PodGroups().Informer()
+	}
 	return r
 }
 
@@ -80,9 +92,25 @@ func (r *Recorder) Start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("watching PodGroups: %w", err)
 	}
+	synced := []cache.InformerSynced{r.podInformer.HasSynced, r.pgInformer.HasSynced}
+	if r.upstreamInformer != nil {
+		onUpstream := func(obj any) {
+			if up, ok := obj.(*schedulingv1beta1.PodGroup); ok {
+				r.onPodGroup(podgroup.FromUpstream(up))
+			}
+		}
+		if _, err := r.upstreamInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    onUpstream,
+			UpdateFunc: func(_, obj any) { onUpstream(obj) },
+		}); err != nil {
+			return fmt.Errorf("watching upstream PodGroups: %w", err)
+		}
+		go r.upstreamInformer.RunWithContext(ctx)
+		synced = append(synced, r.upstreamInformer.HasSynced)
+	}
 	go r.podInformer.RunWithContext(ctx)
 	go r.pgInformer.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), r.podInformer.HasSynced, r.pgInformer.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("waiting for the pod and PodGroup watches: %w", ctx.Err())
 	}
 	return nil
@@ -105,7 +133,7 @@ func (r *Recorder) onPod(obj any, deleted bool) {
 		req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 		pr = &podRecord{uid: pod.UID, rec: report.Pod{
 			Namespace: pod.Namespace, Name: pod.Name,
-			Gang:     podgroup.NameOf(pod),
+			Gang:     podgroup.NameOf(pod) + podgroup.UpstreamNameOf(pod),
 			CPUMilli: req.Cpu().MilliValue(),
 			Memory:   req.Memory().Value(),
 			Created:  now,
@@ -137,6 +165,28 @@ func (r *Recorder) onPod(obj any, deleted bool) {
 			rec.Finished = now
 		}
 	}
+	if pg := r.upstream[rec.GangKey()]; pg != nil && podgroup.UpstreamNameOf(pod) != "" {
+		r.derivePhaseLocked(pg, now)
+	}
+}
+
+// derivePhaseLocked gives an upstream PodGroup's gang the phase the
+// controller would give its pods.
+func (r *Recorder) derivePhaseLocked(pg *v1alpha1.PodGroup, now time.Time) {
+	var pods []v1.Pod
+	for _, pr := range r.pods {
+		if pr.last != nil && !pr.rec.Deleted && podgroup.Belongs(pr.last, pg) {
+			pods = append(pods, *pr.last)
+		}
+	}
+	g := r.gangs[podgroup.Key(pg.Namespace, pg.Name)]
+	if g == nil {
+		return
+	}
+	g.Phase = string(controller.Phase(pg, pods))
+	if _, seen := g.PhaseSeen[g.Phase]; !seen {
+		g.PhaseSeen[g.Phase] = now
+	}
 }
 
 func (r *Recorder) onPodGroup(obj any) {
@@ -156,6 +206,11 @@ func (r *Recorder) onPodGroup(obj any) {
 	}
 	g.MinMember = podgroup.MinMember(pg)
 	g.RequiredTopology = pg.Annotations[workload.RequiredTopologyAnnotation]
+	if podgroup.IsUpstream(pg) {
+		r.upstream[key] = pg
+		r.derivePhaseLocked(pg, now)
+		return
+	}
 	g.Phase = string(pg.Status.Phase)
 	if _, seen := g.PhaseSeen[g.Phase]; !seen && g.Phase != "" {
 		g.PhaseSeen[g.Phase] = now

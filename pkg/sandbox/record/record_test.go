@@ -7,12 +7,15 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientfeatures "k8s.io/client-go/features"
 	clientfeaturestesting "k8s.io/client-go/features/testing"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgfake "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned/fake"
 
@@ -44,7 +47,7 @@ func TestRecorder(t *testing.T) {
 	defer cancel()
 	kube := fake.NewClientset()
 	pgs := pgfake.NewSimpleClientset()
-	r := New(kube, pgs, []string{"ns"}, zonesOf{"p": {"node-1"}})
+	r := New(kube, pgs, []string{"ns"}, zonesOf{"p": {"node-1"}}, true)
 	r.now = (&clock{t: time.Unix(0, 0)}).now
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -123,4 +126,68 @@ func TestRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the delete", func(_ []report.Gang, p []report.Pod) bool { return p[0].Deleted })
+}
+
+// A gang of Kubernetes' own PodGroup API has no phase in its status: the
+// recorder gives it the phase the controller would give its pods.
+func TestRecorderDerivesUpstreamPhase(t *testing.T) {
+	clientfeaturestesting.SetFeatureDuringTest(t, clientfeatures.WatchListClient, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube := fake.NewClientset()
+	r := New(kube, pgfake.NewSimpleClientset(), []string{"ns"}, nil, true)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	up := &schedulingv1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"},
+		Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+			Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 2}}}}
+	if _, err := kube.SchedulingV1beta1().PodGroups("ns").Create(ctx, up, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name)},
+			Spec: v1.PodSpec{SchedulingGroup: &v1.PodSchedulingGroup{PodGroupName: ptr.To("g")}, Containers: []v1.Container{{Name: "c"}}}}
+		if _, err := kube.CoreV1().Pods("ns").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phase := func(want string) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			g, _ := r.Snapshot()
+			return len(g) == 1 && g[0].Phase == want, nil
+		})
+		if err != nil {
+			g, p := r.Snapshot()
+			t.Fatalf("never saw phase %s: gangs %+v pods %+v", want, g, p)
+		}
+	}
+	set := func(mutate func(*v1.Pod)) {
+		t.Helper()
+		for _, name := range []string{"a", "b"} {
+			p, err := kube.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutate(p)
+			if _, err := kube.CoreV1().Pods("ns").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	phase("Pending")
+	set(func(p *v1.Pod) { p.Spec.NodeName = "n1" })
+	phase("Scheduled")
+	set(func(p *v1.Pod) { p.Status.Phase = v1.PodRunning })
+	phase("Running")
+	set(func(p *v1.Pod) { p.Status.Phase = v1.PodSucceeded })
+	phase("Finished")
+	gangs, pods := r.Snapshot()
+	if g := gangs[0]; g.MinMember != 2 || g.PhaseSeen["Running"].IsZero() || g.PhaseSeen["Finished"].IsZero() {
+		t.Errorf("gang = %+v", g)
+	}
+	if pods[0].Gang != "g" || pods[0].GangKey() != "ns/g" {
+		t.Errorf("pod = %+v", pods[0])
+	}
 }

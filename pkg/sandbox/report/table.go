@@ -40,7 +40,7 @@ func WriteTable(w io.Writer, s Summary) error {
 		return err
 	}
 	if notes {
-		fmt.Fprintln(w, "* must fit one topology domain (lockstep.io/required-topology)")
+		fmt.Fprintln(w, "* must fit one topology domain (lockstep.io/required-topology, or an upstream PodGroup's topology constraint)")
 	}
 	fmt.Fprintln(w)
 	for _, line := range Totals(s) {

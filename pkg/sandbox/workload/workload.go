@@ -20,6 +20,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -59,9 +60,12 @@ var schedulers = map[string]string{
 type Object struct {
 	// File is the workload file that holds the object.
 	File string
-	// Exactly one of Pod and PodGroup is set.
+	// Exactly one of Pod and PodGroup is set. PodGroup is a
+	// scheduler-plugins PodGroup, or the translation of Upstream, a
+	// scheduling.k8s.io PodGroup, which is what is created then.
 	Pod      *v1.Pod
 	PodGroup *v1alpha1.PodGroup
+	Upstream *schedulingv1beta1.PodGroup
 	// SubmitAfter is how long after the start of the run to create it.
 	SubmitAfter time.Duration
 	// delayed is true when the object carries its own submit delay.
@@ -78,8 +82,11 @@ func (o *Object) Kind() string {
 
 // Meta is the object's metadata.
 func (o *Object) Meta() *metav1.ObjectMeta {
-	if o.Pod != nil {
+	switch {
+	case o.Pod != nil:
 		return &o.Pod.ObjectMeta
+	case o.Upstream != nil:
+		return &o.Upstream.ObjectMeta
 	}
 	return &o.PodGroup.ObjectMeta
 }
@@ -92,7 +99,11 @@ func (o *Object) Ref() string {
 // key identifies an object across files.
 func (o *Object) key() string {
 	m := o.Meta()
-	return o.Kind() + "/" + m.Namespace + "/" + m.Name
+	kind := o.Kind()
+	if o.Upstream != nil {
+		kind += "." + podgroup.UpstreamGroupVersion.Group
+	}
+	return kind + "/" + m.Namespace + "/" + m.Name
 }
 
 // Error is a problem with one document or object of a workload file. Its
@@ -195,12 +206,20 @@ func parseDocument(file string, n int, doc []byte) (Object, error) {
 			return Object{}, objErr(err)
 		}
 	case "PodGroup":
-		if want := podgroup.GroupVersion.String(); h.APIVersion != want {
-			return Object{}, objErr(fmt.Errorf("apiVersion %q is not supported for PodGroup (want %s)", h.APIVersion, want))
-		}
-		obj.PodGroup = &v1alpha1.PodGroup{}
-		if err := yaml.UnmarshalStrict(doc, obj.PodGroup); err != nil {
-			return Object{}, objErr(err)
+		switch h.APIVersion {
+		case podgroup.GroupVersion.String():
+			obj.PodGroup = &v1alpha1.PodGroup{}
+			if err := yaml.UnmarshalStrict(doc, obj.PodGroup); err != nil {
+				return Object{}, objErr(err)
+			}
+		case podgroup.UpstreamGroupVersion.String():
+			obj.Upstream = &schedulingv1beta1.PodGroup{}
+			if err := yaml.UnmarshalStrict(doc, obj.Upstream); err != nil {
+				return Object{}, objErr(err)
+			}
+		default:
+			return Object{}, objErr(fmt.Errorf("apiVersion %q is not supported for PodGroup (want %s or %s)",
+				h.APIVersion, podgroup.GroupVersion, podgroup.UpstreamGroupVersion))
 		}
 	default:
 		return Object{}, objErr(fmt.Errorf("kind %s is not supported (only Pod, PodGroup)", h.Kind))
@@ -226,6 +245,10 @@ func normalize(o *Object) error {
 			return fmt.Errorf("annotation %s: %w", SubmitAfterAnnotation, err)
 		}
 		o.SubmitAfter, o.delayed = d, true
+	}
+	if o.Upstream != nil {
+		o.Upstream.Status = schedulingv1beta1.PodGroupStatus{}
+		o.PodGroup = podgroup.FromUpstream(o.Upstream)
 	}
 	if o.Pod == nil {
 		return nil
@@ -290,7 +313,7 @@ func Check(objs []Object) ([]Object, []error) {
 	for i := range unique {
 		o := &unique[i]
 		if o.PodGroup != nil {
-			groups[podgroup.Key(o.PodGroup.Namespace, o.PodGroup.Name)] = o
+			groups[podgroup.KeyOfGroup(o.PodGroup)] = o
 		} else if key := podgroup.KeyOf(o.Pod); key != "" {
 			members[key]++
 		}
@@ -307,7 +330,7 @@ func Check(objs []Object) ([]Object, []error) {
 	var out []Object
 	for _, o := range unique {
 		if o.PodGroup != nil {
-			if !dropped[podgroup.Key(o.PodGroup.Namespace, o.PodGroup.Name)] {
+			if !dropped[podgroup.KeyOfGroup(o.PodGroup)] {
 				out = append(out, o)
 			}
 			continue
@@ -319,7 +342,7 @@ func Check(objs []Object) ([]Object, []error) {
 		case dropped[key]:
 		case groups[key] == nil:
 			errs = append(errs, &Error{File: o.File, Object: o.Ref(),
-				Err: fmt.Errorf("PodGroup %s is in no workload file, so the pod would wait forever; leaving it out", key)})
+				Err: fmt.Errorf("PodGroup %s is in no workload file, so the pod would wait forever; leaving it out", groupRef(o.Pod))})
 		default:
 			// Members arrive with their gang unless they say otherwise.
 			if g := groups[key]; !o.delayed && g.delayed {
@@ -382,6 +405,15 @@ func load(paths []string, read func(string) ([]byte, error)) ([]Object, []error)
 	}
 	out, cerrs := Check(all)
 	return out, append(errs, cerrs...)
+}
+
+// groupRef names a pod's PodGroup in messages: namespace/name, and the API
+// for an upstream one.
+func groupRef(pod *v1.Pod) string {
+	if name := podgroup.UpstreamNameOf(pod); name != "" {
+		return pod.Namespace + "/" + name + " (" + podgroup.UpstreamGroupVersion.String() + ")"
+	}
+	return pod.Namespace + "/" + podgroup.NameOf(pod)
 }
 
 // Namespaces returns the namespaces the objects live in, sorted.

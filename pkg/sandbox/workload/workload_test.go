@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
 
 const good = `# a comment-only document is skipped
@@ -83,7 +85,7 @@ func TestParseErrors(t *testing.T) {
 			`examples/bad.yaml: Pod/u: `},
 		{"wrong apiVersion",
 			"apiVersion: scheduling.x-k8s.io/v1\nkind: PodGroup\nmetadata: {name: g}\nspec: {minMember: 1}\n",
-			`examples/bad.yaml: PodGroup/g: apiVersion "scheduling.x-k8s.io/v1" is not supported for PodGroup (want scheduling.x-k8s.io/v1alpha1)`},
+			`examples/bad.yaml: PodGroup/g: apiVersion "scheduling.x-k8s.io/v1" is not supported for PodGroup (want scheduling.x-k8s.io/v1alpha1 or scheduling.k8s.io/v1beta1)`},
 		{"node name",
 			"apiVersion: v1\nkind: Pod\nmetadata: {name: pinned}\nspec: {nodeName: node-1, containers: [{name: c, image: i}]}\n",
 			"examples/bad.yaml: Pod/pinned: spec.nodeName is set"},
@@ -201,5 +203,51 @@ func TestLoadFilesMissing(t *testing.T) {
 	_, errs := LoadFiles([]string{"does-not-exist.yaml"})
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "does-not-exist.yaml") {
 		t.Errorf("errors = %v", errs)
+	}
+}
+
+// Kubernetes' own PodGroups are workload objects too: their pods join by
+// spec.schedulingGroup, and a gang of either API may share a name.
+func TestUpstreamPodGroups(t *testing.T) {
+	files := fstest.MapFS{"u.yaml": {Data: []byte(`apiVersion: scheduling.k8s.io/v1beta1
+kind: PodGroup
+metadata: {name: g, namespace: team}
+spec: {schedulingPolicy: {gang: {minCount: 2}}}
+---
+apiVersion: scheduling.x-k8s.io/v1alpha1
+kind: PodGroup
+metadata: {name: g, namespace: team}
+spec: {minMember: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy, namespace: team, labels: {scheduling.x-k8s.io/pod-group: g}}
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: up-0, namespace: team}
+spec: {schedulingGroup: {podGroupName: g}, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: up-1, namespace: team}
+spec: {schedulingGroup: {podGroupName: g}, containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lost, namespace: team}
+spec: {schedulingGroup: {podGroupName: nobody}, containers: [{name: c, image: i}]}
+`)}}
+	objs, errs := LoadFS(files, "w")
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "w/u.yaml: Pod/lost: PodGroup team/nobody (scheduling.k8s.io/v1beta1) is in no workload file") {
+		t.Errorf("errors = %v", errs)
+	}
+	if len(objs) != 5 {
+		t.Fatalf("objects = %d, want 5 (both PodGroups and their pods)", len(objs))
+	}
+	up := objs[0]
+	if up.Upstream == nil || up.PodGroup == nil || podgroup.MinMember(up.PodGroup) != 2 || !podgroup.IsUpstream(up.PodGroup) {
+		t.Errorf("upstream PodGroup object = %+v", up)
 	}
 }
