@@ -193,7 +193,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	// scheduler keeps their PodGroupInitiallyScheduled condition.
 	s.conditions = newConditions(h.ClientSet(), s.groups, opts.clock, &f.standby)
 	go s.conditions.run(ctx)
-	s.groups.start(ctx, h.ClientSet(), upstreamHandler{
+	s.groups.start(ctx, h.ClientSet(), h.ClientSet().Discovery(), upstreamHandler{
 		added:   func(pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupAdded(pg)) },
 		updated: func(old, pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupUpdated(old, pg)) },
 		deleted: func(pg *v1alpha1.PodGroup) {

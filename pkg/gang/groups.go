@@ -91,9 +91,8 @@ type upstreamHandler struct {
 // runs and then every upstreamPollInterval, and watches its objects once
 // it is served: a cluster that does not serve it works as before, and one
 // that starts serving it is picked up without a restart.
-func (g *groups) start(ctx context.Context, client kubernetes.Interface, h upstreamHandler) {
+func (g *groups) start(ctx context.Context, client kubernetes.Interface, disc discovery.DiscoveryInterface, h upstreamHandler) {
 	logger := klog.FromContext(ctx)
-	disc := client.Discovery()
 	found := upstreamServed(disc)
 	if found {
 		g.served.Store(true)

@@ -1,15 +1,24 @@
 package gang
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -157,5 +166,68 @@ func TestFromUpstream(t *testing.T) {
 	up.Spec.SchedulingPolicy = schedulingv1beta1.PodGroupSchedulingPolicy{Basic: &schedulingv1beta1.BasicSchedulingPolicy{}}
 	if got := podgroup.MinMember(podgroup.FromUpstream(up)); got != 1 {
 		t.Errorf("basic policy: minMember %d, want 1", got)
+	}
+}
+
+// servedLater is discovery that starts serving the upstream PodGroup API
+// when told to.
+type servedLater struct {
+	*fakediscovery.FakeDiscovery
+	mu     sync.Mutex
+	served bool
+}
+
+func (d *servedLater) serve() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.served = true
+}
+
+func (d *servedLater) ServerResourcesForGroupVersion(gv string) (*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.served || gv != podgroup.UpstreamGroupVersion.String() {
+		return nil, apierrors.NewNotFound(schema.GroupResource{}, gv)
+	}
+	return &metav1.APIResourceList{GroupVersion: gv, APIResources: []metav1.APIResource{{Name: "podgroups", Namespaced: true}}}, nil
+}
+
+// A cluster that starts serving the upstream API is picked up without a
+// restart: until then its pods wait saying the API is not served.
+func TestUpstreamAPIServedLater(t *testing.T) {
+	old := upstreamPollInterval
+	upstreamPollInterval = 10 * time.Millisecond
+	t.Cleanup(func() { upstreamPollInterval = old })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset()
+	disc := &servedLater{FakeDiscovery: client.Discovery().(*fakediscovery.FakeDiscovery)}
+	g := newGroups(nil)
+	added := make(chan string, 1)
+	g.start(ctx, client, disc, upstreamHandler{
+		added:   func(pg *v1alpha1.PodGroup) { added <- pg.Name },
+		updated: func(_, _ *v1alpha1.PodGroup) {},
+		deleted: func(*v1alpha1.PodGroup) {},
+	})
+	if _, err := client.SchedulingV1beta1().PodGroups(ns).Create(ctx, &schedulingv1beta1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: ns}, Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: gangPolicy(1)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := upstreamMember("later", 0, "1")
+	if _, err := g.of(pod); !errors.Is(err, errUpstreamNotServed) {
+		t.Fatalf("before the API is served: %v, want %v", err, errUpstreamNotServed)
+	}
+	disc.serve()
+	select {
+	case name := <-added:
+		if name != "later" {
+			t.Fatalf("added %q", name)
+		}
+	case <-time.After(eventually):
+		t.Fatal("the API served later was never picked up")
+	}
+	if pg, err := g.of(pod); err != nil || pg == nil || podgroup.MinMember(pg) != 1 {
+		t.Fatalf("once served: %v, %v", pg, err)
 	}
 }
