@@ -36,6 +36,7 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"github.com/lockstep-sched/lockstep/pkg/gang"
+	"github.com/lockstep-sched/lockstep/pkg/preemption"
 )
 
 // Main runs lockstep-scheduler with the process's arguments and returns its
@@ -142,7 +143,7 @@ func Setup(ctx context.Context, opts *options.Options, f *gang.Factory) (*schedu
 		scheduler.WithKubeConfig(cc.KubeConfig),
 		scheduler.WithProfiles(cc.ComponentConfig.Profiles...),
 		scheduler.WithPercentageOfNodesToScore(cc.ComponentConfig.PercentageOfNodesToScore),
-		scheduler.WithFrameworkOutOfTreeRegistry(frameworkruntime.Registry{gang.Name: f.New}),
+		scheduler.WithFrameworkOutOfTreeRegistry(frameworkruntime.Registry{gang.Name: f.New, preemption.Name: preemption.New}),
 		scheduler.WithPodMaxBackoffSeconds(cc.ComponentConfig.PodMaxBackoffSeconds),
 		scheduler.WithPodInitialBackoffSeconds(cc.ComponentConfig.PodInitialBackoffSeconds),
 		scheduler.WithPodMaxInUnschedulablePodsDuration(cc.PodMaxInUnschedulablePodsDuration),
