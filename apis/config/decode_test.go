@@ -17,7 +17,7 @@ func TestDecodeGangArgsDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if *args.DefaultScheduleTimeoutSeconds != DefaultScheduleTimeoutSeconds || !*args.HeadReservation ||
+		if *args.DefaultScheduleTimeoutSeconds != DefaultScheduleTimeoutSeconds || !*args.HeadReservation || !*args.Preemption ||
 			*args.PodGroupSyncTimeoutSeconds != DefaultPodGroupSyncTimeoutSeconds || args.ScheduledEvents != ScheduledEventsPodGroup {
 			t.Errorf("%s: defaults not applied: %+v", name, args)
 		}

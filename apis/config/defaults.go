@@ -30,6 +30,9 @@ func SetDefaultsGangArgs(args *GangArgs) {
 	if args.DefaultScheduleTimeoutSeconds == nil {
 		args.DefaultScheduleTimeoutSeconds = ptr.To(DefaultScheduleTimeoutSeconds)
 	}
+	if args.Preemption == nil {
+		args.Preemption = ptr.To(true)
+	}
 	if args.HeadReservation == nil {
 		args.HeadReservation = ptr.To(true)
 	}

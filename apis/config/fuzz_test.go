@@ -31,7 +31,7 @@ func FuzzDecodeGangArgs(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if args.DefaultScheduleTimeoutSeconds == nil || args.HeadReservation == nil || args.BindBudget == nil ||
+		if args.DefaultScheduleTimeoutSeconds == nil || args.HeadReservation == nil || args.Preemption == nil || args.BindBudget == nil ||
 			args.PodGroupSyncTimeoutSeconds == nil || args.TopologyLevels == nil || args.ScheduledEvents == "" {
 			t.Fatalf("accepted args left unset: %+v", args)
 		}

@@ -20,6 +20,12 @@ type GangArgs struct {
 	// for it, so younger gangs cannot starve it.
 	HeadReservation *bool `json:"headReservation,omitempty"`
 
+	// Preemption lets a gang that does not fit evict pods of lower
+	// priority, only when its quorum then fits, and only whole: ordinary
+	// pods, and gangs with all their bound members. PodDisruptionBudgets
+	// and preemptionPolicy: Never are honoured.
+	Preemption *bool `json:"preemption,omitempty"`
+
 	// TopologyLevels are node label keys naming topology domains, widest
 	// first, hostname last. A gang goes to the narrowest domain that holds
 	// it; levels no node carries are skipped. PodGroups may name a level in

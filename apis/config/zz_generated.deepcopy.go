@@ -22,6 +22,11 @@ func (in *GangArgs) DeepCopyInto(out *GangArgs) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.Preemption != nil {
+		in, out := &in.Preemption, &out.Preemption
+		*out = new(bool)
+		**out = **in
+	}
 	if in.TopologyLevels != nil {
 		in, out := &in.TopologyLevels, &out.TopologyLevels
 		*out = make([]string, len(*in))

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -164,6 +167,8 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		DefaultTimeout: time.Duration(*args.DefaultScheduleTimeoutSeconds) * time.Second,
 		HeadEnabled:    *args.HeadReservation,
 		BindBudget:     int(*args.BindBudget),
+		Preemption:     *args.Preemption,
+		Budgets:        budgets{lister: h.SharedInformerFactory().Policy().V1().PodDisruptionBudgets().Lister()},
 		Levels:         args.TopologyLevels,
 		Placement: placement.Options{
 			EnableTaintComparisonOperators: compareTaints(),
@@ -425,6 +430,34 @@ func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
 	}
 	if eff.Placed != nil {
 		observePlacement(eff.Placed)
+	}
+	if len(eff.Evict) > 0 {
+		go s.evict(logger, eff.Evict)
+	}
+}
+
+// evict evicts the victims of a gang's preemption through the Eviction
+// API, which keeps PodDisruptionBudgets and marks each pod with a
+// DisruptionTarget condition, and says so on each victim. A refusal is
+// said on the preemptor's PodGroup; the gang chooses again once its wait
+// for the victims times out.
+func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
+	ctx := klog.NewContext(context.Background(), logger)
+	client := s.handle.ClientSet()
+	for _, v := range victims {
+		p := v.Pod
+		s.events.pod(p, v1.EventTypeNormal, "Preempted", v.Message)
+		err := client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
+			ObjectMeta:    metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}},
+		})
+		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			continue
+		}
+		logger.Error(err, "Evicting a preemption victim", "pod", klog.KObj(p), "preemptor", v.Preemptor)
+		if pg, gerr := s.groups.byKey(v.Preemptor); gerr == nil && pg != nil {
+			s.events.podGroupObj(pg, v1.EventTypeWarning, "EvictionRefused", fmt.Sprintf("evicting %s/%s: %v", p.Namespace, p.Name, err))
+		}
 	}
 }
 

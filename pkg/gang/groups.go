@@ -3,6 +3,7 @@ package gang
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,22 @@ func (g *groups) of(pod *v1.Pod) (*v1alpha1.PodGroup, error) {
 		return g.legacy.PodGroups(pod.Namespace).Get(name)
 	}
 	return nil, nil
+}
+
+// byKey returns the PodGroup of a gang key (podgroup.KeyOfGroup), nil
+// when it is not known.
+func (g *groups) byKey(key string) (*v1alpha1.PodGroup, error) {
+	g.mu.RLock()
+	pg, ok := g.upstream[key]
+	g.mu.RUnlock()
+	if ok {
+		return pg, nil
+	}
+	ns, name, found := strings.Cut(key, "/")
+	if !found || strings.Contains(name, "/") {
+		return nil, nil
+	}
+	return g.legacy.PodGroups(ns).Get(name)
 }
 
 // apiOf names the API a pod's PodGroup is in, for messages.

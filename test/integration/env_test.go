@@ -128,6 +128,10 @@ func (e *env) schedulerConfig() []byte {
 
 func (e *env) startScheduler() {
 	e.t.Helper()
+	if e.sched != nil {
+		// Two schedulers would place every pod twice.
+		e.t.Fatal("a scheduler is already running (newEnv starts one)")
+	}
 	s, err := cp.StartScheduler(e.ctx, e.schedulerConfig())
 	if err != nil {
 		e.t.Fatalf("starting scheduler: %v", err)
@@ -274,6 +278,18 @@ func (e *env) priorityClass(value int32) string {
 	e.t.Helper()
 	name := fmt.Sprintf("lockstep-test-%d", value)
 	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+	if _, err := e.client.SchedulingV1().PriorityClasses().Create(e.ctx, pc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
+	return name
+}
+
+// priorityClassNever is priorityClass with preemptionPolicy: Never.
+func (e *env) priorityClassNever(value int32) string {
+	e.t.Helper()
+	name := fmt.Sprintf("lockstep-test-%d-never", value)
+	never := v1.PreemptNever
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value, PreemptionPolicy: &never}
 	if _, err := e.client.SchedulingV1().PriorityClasses().Create(e.ctx, pc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		e.t.Fatal(err)
 	}

@@ -172,6 +172,7 @@ func TestComponentsRunWithTheirShippedRoles(t *testing.T) {
 var unusedButKept = map[string]string{
 	"lockstep-controller: get topology.node.k8s.io/noderesourcetopologies": "a member kubelet rejects is reported with its node's NUMA zones",
 	"lockstep-scheduler: delete /pods":                                     "LockstepPreemption deletes the victims of ordinary pods",
+	"lockstep-scheduler: create /pods/eviction":                            "a gang's preemption evicts its victims",
 	"lockstep-scheduler: patch /pods/status":                               "unschedulable conditions and nominated nodes",
 	"lockstep-scheduler: update /pods/status":                              "unschedulable conditions and nominated nodes",
 	"lockstep-scheduler: update /persistentvolumes":                        "VolumeBinding binds volumes",

@@ -68,6 +68,11 @@ type Config struct {
 	Zones          Zones
 	// BindBudget bounds the released members binding at once; 0: no bound.
 	BindBudget int
+	// Preemption lets a gang that does not fit evict pods of lower
+	// priority (preempt.go); Budgets, when set, keeps the
+	// PodDisruptionBudgets of those it would take.
+	Preemption bool
+	Budgets    Budgets
 	// Apply carries out the effects of transitions that timers start.
 	Apply func(Effects)
 	// Logger logs transitions.

@@ -22,6 +22,8 @@ type Effects struct {
 	Events []Event
 	// Placed describes a gang released to binding, for metrics.
 	Placed *Placement
+	// Evict lists the victims of a gang's preemption.
+	Evict []Eviction
 }
 
 // Rejection is a waiting member to reject and why.
@@ -54,7 +56,7 @@ type Placement struct {
 
 // Empty reports whether there is nothing to do.
 func (e *Effects) Empty() bool {
-	return len(e.Allow) == 0 && len(e.Reject) == 0 && len(e.Activate) == 0 && len(e.Events) == 0 && e.Placed == nil
+	return len(e.Allow) == 0 && len(e.Reject) == 0 && len(e.Activate) == 0 && len(e.Events) == 0 && e.Placed == nil && len(e.Evict) == 0
 }
 
 func (e *Effects) activate(pod *v1.Pod) {

@@ -127,6 +127,9 @@ type gang struct {
 	// neverFits is set when the gang's last plan found it could not fit
 	// even an empty cluster: it waits for no room, and holds none.
 	neverFits bool
+	// preempting is what the gang evicted to make room, while it waits
+	// for those pods to go.
+	preempting *preemption
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until

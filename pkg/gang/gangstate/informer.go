@@ -122,6 +122,7 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 	defer c.mu.Unlock()
 	c.roomFreedLocked()
 	delete(c.parked, pod.UID)
+	c.victimGoneLocked(pod.UID, &eff)
 	g, ok := c.gangs[podgroup.KeyOf(pod)]
 	if !ok {
 		return eff

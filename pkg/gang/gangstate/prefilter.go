@@ -288,6 +288,7 @@ func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, n
 	g.blocked, g.failVerdict = false, nil
 	g.agentWaitUntil, g.awaitingAgent = time.Time{}, false
 	g.neverFits = false
+	g.preempting = nil
 	c.forgetHeadLocked(g)
 	c.epoch++
 	if c.cfg.Logger.V(2).Enabled() {
@@ -321,6 +322,12 @@ func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *place
 	}
 	if !g.blocked {
 		g.blocked, g.coolUntil = true, time.Time{}
+	}
+	if c.cfg.Preemption {
+		if v, ok := c.preemptLocked(g, req, nodes, now, eff); ok {
+			c.refreshHeadLocked(nodes, now, eff)
+			return v
+		}
 	}
 	msg := "gang does not fit yet: " + failure.Error()
 	c.cfg.Logger.V(3).Info("Gang waits for room", "gang", g.key, "reason", failure.Error())

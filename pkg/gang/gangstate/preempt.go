@@ -1,0 +1,264 @@
+package gangstate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/lockstep-sched/lockstep/pkg/placement"
+	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+)
+
+// Gang preemption. A gang that does not fit may evict pods of lower
+// priority, but only if its quorum then fits, and only whole units: an
+// ordinary pod, or every bound member of another gang, so that no victim
+// gang is left partial. Units a PodDisruptionBudget protects are not
+// taken; a gang whose members say preemptionPolicy: Never takes none; a
+// gang that would not fit even with every lower-priority pod gone takes
+// none. The fewest and least important units are chosen: lowest priority
+// first, then smallest, then youngest. The room they free is held for the
+// gang by the head-of-queue reservation, which the gang holds as the
+// highest-ranked gang waiting.
+
+// Budgets tells whether evicting pods together keeps every
+// PodDisruptionBudget that selects them.
+type Budgets interface {
+	Allow(pods []*v1.Pod) bool
+}
+
+// Eviction is a victim to evict and the reason the Events give.
+type Eviction struct {
+	Pod *v1.Pod
+	// Preemptor is the gang that takes the victim's room.
+	Preemptor string
+	Message   string
+}
+
+// preemption is what a gang evicted and waits to see go.
+type preemption struct {
+	victims sets.Set[types.UID]
+	// until bounds the wait: a victim that does not go (its eviction
+	// refused, a node that never confirms) must not hold the gang for ever.
+	until time.Time
+}
+
+// victimUnit is what preemption takes whole.
+type victimUnit struct {
+	key      string
+	gang     bool
+	pods     []*v1.Pod
+	nodes    []string
+	priority int32
+	// started is the unit's newest start: the youngest go first.
+	started time.Time
+}
+
+// maxPrune bounds how many chosen units are tried without, one by one.
+const maxPrune = 64
+
+// preemptLocked decides whether a gang that does not fit preempts, and
+// carries it out through eff; ok reports that the verdict is the
+// preemption's (it preempts, or waits for its victims to go).
+func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeInfo, now time.Time, eff *Effects) (v Verdict, ok bool) {
+	if p := g.preempting; p != nil {
+		if p.victims.Len() > 0 && now.Before(p.until) {
+			return refuse(fwk.Unschedulable, "waiting for %d preempted pods to go", p.victims.Len()), true
+		}
+		if p.victims.Len() > 0 {
+			eff.onPodGroup(g.pg, v1.EventTypeWarning, "PreemptionTimedOut", fmt.Sprintf(
+				"%d preempted pods did not go within %s; choosing again", p.victims.Len(), g.timeout))
+		}
+		g.preempting = nil
+	}
+	for i := range req.Members {
+		if pp := req.Members[i].Pod.Spec.PreemptionPolicy; pp != nil && *pp == v1.PreemptNever {
+			return Verdict{}, false
+		}
+	}
+	eligible, blocked := c.victimUnitsLocked(g, nodes)
+	if len(eligible)+len(blocked) == 0 {
+		return Verdict{}, false
+	}
+	index := make(map[string]int, len(req.Nodes))
+	for i := range req.Nodes {
+		index[req.Nodes[i].Info.Node().Name] = i
+	}
+	try := func(units []*victimUnit) *placement.Plan {
+		r := req
+		r.Nodes = slices.Clone(req.Nodes)
+		for _, u := range units {
+			for i, p := range u.pods {
+				if ni, ok := index[u.nodes[i]]; ok {
+					add := placement.PodRequest(p)
+					r.Nodes[ni].Free.Add(&add)
+				}
+			}
+		}
+		p, _ := placement.PlanGang(r)
+		return p
+	}
+	if try(eligible) == nil {
+		if len(blocked) > 0 && try(append(slices.Clone(eligible), blocked...)) != nil {
+			eff.onPodGroup(g.pg, v1.EventTypeNormal, "PreemptionBlocked", fmt.Sprintf(
+				"the gang would fit in place of pods of lower priority, but a PodDisruptionBudget protects %s", describeUnits(blocked, 5)))
+		}
+		return Verdict{}, false
+	}
+	// The fewest of the least important: the shortest prefix that fits,
+	// then only units on the nodes that plan uses, then each unit dropped
+	// that the gang fits without, most important first.
+	k := sort.Search(len(eligible), func(k int) bool { return try(eligible[:k+1]) != nil }) + 1
+	chosen := eligible[:min(k, len(eligible))]
+	if p := try(chosen); p != nil {
+		used := sets.New[string]()
+		for _, ni := range p.NodesUsed {
+			used.Insert(req.Nodes[ni].Info.Node().Name)
+		}
+		var touching []*victimUnit
+		for _, u := range chosen {
+			if slices.ContainsFunc(u.nodes, used.Has) {
+				touching = append(touching, u)
+			}
+		}
+		if try(touching) != nil {
+			chosen = touching
+		}
+	}
+	chosen = slices.Clone(chosen)
+	for i := len(chosen) - 1; i >= 0 && len(chosen)-i <= maxPrune; i-- {
+		without := slices.Delete(slices.Clone(chosen), i, i+1)
+		if try(without) != nil {
+			chosen = without
+		}
+	}
+
+	victims := sets.New[types.UID]()
+	msg := fmt.Sprintf("preempted by gang %s (priority %d) to place its %d members", g.key, g.rank.priority, len(req.Members))
+	for _, u := range chosen {
+		for _, p := range u.pods {
+			victims.Insert(p.UID)
+			eff.Evict = append(eff.Evict, Eviction{Pod: p, Preemptor: g.key, Message: msg})
+		}
+	}
+	g.preempting = &preemption{victims: victims, until: now.Add(g.timeout)}
+	c.cfg.Logger.V(2).Info("Gang preempts", "gang", g.key, "priority", g.rank.priority, "units", len(chosen), "pods", victims.Len())
+	text := fmt.Sprintf("preempting %d pods of lower priority (%s) to place the gang", victims.Len(), describeUnits(chosen, 8))
+	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Preempting", text)
+	for _, u := range chosen {
+		if !u.gang {
+			continue
+		}
+		if vg, ok := c.gangs[u.key]; ok {
+			eff.onPodGroup(vg.pg, v1.EventTypeWarning, "Preempted", fmt.Sprintf(
+				"all %d bound members %s", len(u.pods), msg))
+		}
+	}
+	return refuse(fwk.Unschedulable, "%s", text), true
+}
+
+// victimUnitsLocked collects the units of lower priority than g bound on
+// nodes: eligible ones in the order preemption takes them, and those a
+// PodDisruptionBudget protects.
+func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, blocked []*victimUnit) {
+	units := map[string]*victimUnit{}
+	tooHigh := sets.New[string]()
+	for _, ni := range nodes {
+		if ni.Node() == nil {
+			continue
+		}
+		for _, pi := range ni.GetPods() {
+			p := pi.GetPod()
+			if p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
+				continue
+			}
+			key, gangMember := podgroup.KeyOf(p), true
+			if key == "" {
+				key, gangMember = "pod/"+p.Namespace+"/"+p.Name, false
+			}
+			if key == g.key {
+				continue
+			}
+			prio := corev1helpers.PodPriority(p)
+			if prio >= g.rank.priority {
+				tooHigh.Insert(key)
+				continue
+			}
+			u := units[key]
+			if u == nil {
+				u = &victimUnit{key: key, gang: gangMember, priority: prio}
+				units[key] = u
+			}
+			u.pods = append(u.pods, p)
+			u.nodes = append(u.nodes, ni.Node().Name)
+			u.priority = max(u.priority, prio)
+			if s := p.Status.StartTime; s != nil && s.After(u.started) {
+				u.started = s.Time
+			}
+		}
+	}
+	for key, u := range units {
+		if tooHigh.Has(key) {
+			continue // a gang with a member of higher priority is not taken whole
+		}
+		if vg, ok := c.gangs[key]; ok && u.gang && (vg.phase == Planned || vg.phase == Binding) {
+			continue // being placed: its members are not all bound yet
+		}
+		if c.cfg.Budgets != nil && !c.cfg.Budgets.Allow(u.pods) {
+			blocked = append(blocked, u)
+			continue
+		}
+		eligible = append(eligible, u)
+	}
+	order := func(a, b *victimUnit) int {
+		return cmp.Or(
+			cmp.Compare(a.priority, b.priority),
+			cmp.Compare(len(a.pods), len(b.pods)),
+			b.started.Compare(a.started),
+			strings.Compare(a.key, b.key),
+		)
+	}
+	slices.SortFunc(eligible, order)
+	slices.SortFunc(blocked, order)
+	return eligible, blocked
+}
+
+// describeUnits names up to n units for a message.
+func describeUnits(units []*victimUnit, n int) string {
+	var parts []string
+	for i, u := range units {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("and %d more", len(units)-n))
+			break
+		}
+		if u.gang {
+			parts = append(parts, fmt.Sprintf("gang %s (%d pods, priority %d)", u.key, len(u.pods), u.priority))
+		} else {
+			parts = append(parts, fmt.Sprintf("pod %s (priority %d)", strings.TrimPrefix(u.key, "pod/"), u.priority))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// victimGoneLocked notes a pod that went: a gang waiting for its victims
+// is woken once they all have.
+func (c *Cache) victimGoneLocked(uid types.UID, eff *Effects) {
+	for _, g := range c.gangs {
+		if g.preempting == nil || !g.preempting.victims.Has(uid) {
+			continue
+		}
+		g.preempting.victims.Delete(uid)
+		if g.preempting.victims.Len() == 0 {
+			g.failVerdict = nil
+			c.wakeGangLocked(g.key, eff)
+		}
+	}
+}
