@@ -13,9 +13,11 @@ type budgets struct {
 	lister policylisters.PodDisruptionBudgetLister
 }
 
-// Allow reports whether evicting pods together leaves every
-// PodDisruptionBudget that selects some of them within what it allows, as
-// the Eviction API would judge each eviction.
+// Allow reports whether the Eviction API would let every one of pods go,
+// evicted together: each PodDisruptionBudget that selects some of them
+// allows that many disruptions, and none of them is selected by more than
+// one budget (which the Eviction API refuses). An empty selector selects
+// every pod of its namespace, as the Eviction API reads it.
 func (b budgets) Allow(pods []*v1.Pod) bool {
 	taken := map[*policyv1.PodDisruptionBudget]int32{}
 	for _, p := range pods {
@@ -23,10 +25,14 @@ func (b budgets) Allow(pods []*v1.Pod) bool {
 		if err != nil {
 			return false
 		}
+		matched := 0
 		for _, pdb := range pdbs {
 			sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-			if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+			if err != nil || !sel.Matches(labels.Set(p.Labels)) {
 				continue
+			}
+			if matched++; matched > 1 {
+				return false
 			}
 			taken[pdb]++
 			if taken[pdb] > pdb.Status.DisruptionsAllowed {

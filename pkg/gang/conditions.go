@@ -134,6 +134,14 @@ func (w *conditions) write(ctx context.Context, key string) error {
 	want, ok := w.want[key]
 	delete(w.want, key)
 	last := w.wrote[key]
+	if ok && w.scheduled[key] == want.uid && want.cond.Status != metav1.ConditionTrue {
+		ok = false // true already, or on its way: it stays true
+	}
+	if ok && want.cond.Status == metav1.ConditionTrue {
+		// Marked before the patch, so that a false noted meanwhile is
+		// dropped; a failed patch is retried from want.
+		w.scheduled[key] = want.uid
+	}
 	w.mu.Unlock()
 	if !ok || w.standby.Load() {
 		return nil
@@ -172,17 +180,17 @@ func (w *conditions) write(ctx context.Context, key string) error {
 		return fmt.Errorf("encoding the condition: %w", err)
 	}
 	_, err = w.client.SchedulingV1beta1().PodGroups(want.namespace).Patch(ctx, want.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil // deleted, or replaced (the uid precondition)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
+		// Deleted, or replaced: a new object's uid differs, and the
+		// apiserver refuses the patch as changing an immutable field.
+		return nil
 	}
 	if err != nil {
+		w.keep(key, want)
 		return fmt.Errorf("patching PodGroup %s/%s status: %w", want.namespace, want.name, err)
 	}
 	w.mu.Lock()
 	w.wrote[key] = now
-	if c.Status == metav1.ConditionTrue {
-		w.scheduled[key] = want.uid
-	}
 	w.mu.Unlock()
 	return nil
 }

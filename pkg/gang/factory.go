@@ -185,6 +185,10 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	}()
 	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), opts.clock, &f.standby)
 
+	// Before any handler can apply effects.
+	s.conditions = newConditions(h.ClientSet(), s.groups, opts.clock, &f.standby)
+	go s.conditions.run(ctx)
+
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
 		return nil, err
 	}
@@ -196,8 +200,6 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	pgFactory.Start(ctx.Done())
 	// Kubernetes' own PodGroups, once the cluster serves them; the
 	// scheduler keeps their PodGroupInitiallyScheduled condition.
-	s.conditions = newConditions(h.ClientSet(), s.groups, opts.clock, &f.standby)
-	go s.conditions.run(ctx)
 	s.groups.start(ctx, h.ClientSet(), h.ClientSet().Discovery(), upstreamHandler{
 		added:   func(pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupAdded(pg)) },
 		updated: func(old, pg *v1alpha1.PodGroup) { s.apply(logger, s.cache.PodGroupUpdated(old, pg)) },
@@ -436,24 +438,38 @@ func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
 	}
 }
 
+// evictTimeout bounds one preemption's evictions.
+const evictTimeout = time.Minute
+
 // evict evicts the victims of a gang's preemption through the Eviction
 // API, which keeps PodDisruptionBudgets and marks each pod with a
 // DisruptionTarget condition, and says so on each victim. A refusal is
 // said on the preemptor's PodGroup; the gang chooses again once its wait
 // for the victims times out.
 func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
-	ctx := klog.NewContext(context.Background(), logger)
+	ctx, cancel := context.WithTimeout(klog.NewContext(context.Background(), logger), evictTimeout)
+	defer cancel()
 	client := s.handle.ClientSet()
+	refused := sets.New[string]()
 	for _, v := range victims {
 		p := v.Pod
-		s.events.pod(p, v1.EventTypeNormal, "Preempted", v.Message)
+		if refused.Has(v.Unit) {
+			// The rest of a unit stays when one of it is refused: a victim
+			// gang goes whole or not at all.
+			continue
+		}
 		err := client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
 			ObjectMeta:    metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
 			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}},
 		})
-		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		if err == nil {
+			s.events.pod(p, v1.EventTypeNormal, "Preempted", v.Message)
 			continue
 		}
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			continue // gone already, or replaced
+		}
+		refused.Insert(v.Unit)
 		logger.Error(err, "Evicting a preemption victim", "pod", klog.KObj(p), "preemptor", v.Preemptor)
 		if pg, gerr := s.groups.byKey(v.Preemptor); gerr == nil && pg != nil {
 			s.events.podGroupObj(pg, v1.EventTypeWarning, "EvictionRefused", fmt.Sprintf("evicting %s/%s: %v", p.Namespace, p.Name, err))

@@ -213,3 +213,28 @@ func TestGangPreemptionTakesVictimGangsWhole(t *testing.T) {
 	e.waitGangBound("high", 1, bindBy)
 	e.waitFor("both mid members gone", bindBy, func() bool { return len(e.gone("mid-0", "mid-1")) == 2 })
 }
+
+// The room a preemptor frees is its own until it binds: a gang of higher
+// rank waiting at the head of the queue, which may not preempt, does not
+// take it, or the preemptor would evict again and again on its behalf.
+func TestGangPreemptionClaimsTheRoomItFrees(t *testing.T) {
+	e := newEnv(t)
+	e.addNodes("n", 3, nodeSpec{cpu: "4", mem: "16Gi"})
+	e.finishDeletions()
+	low := names("low", 3)
+	for _, n := range low {
+		e.createPod(n, "", podSpec{cpu: "4", priority: 10})
+	}
+	e.waitFor("the low pods bound", bindBy, func() bool { return e.bound()[""] == 3 })
+	e.createPodGroup("head", 3)
+	for i := range 3 {
+		e.createPod(fmt.Sprintf("head-%d", i), "head", podSpec{cpu: "4", mutate: func(p *v1.Pod) { p.Spec.PriorityClassName = e.priorityClassNever(2000) }})
+	}
+	e.waitEvent("PodGroup", "head", "does not fit yet", bindBy)
+
+	e.createGang("taker", 1, 1, podSpec{cpu: "4", priority: 1000})
+	e.waitGangBound("taker", 1, bindBy)
+	e.holdsFor("one low pod taken, the others kept", settle, func() bool {
+		return len(e.gone(low...)) == 1 && e.bound()["head"] == 0
+	})
+}

@@ -210,7 +210,8 @@ func (c *Cache) censusLocked(g *gang) census {
 
 // heldLocked sums, per node, the room that pods of rank r in gang gangKey
 // ("" for ordinary pods) may not use: other gangs' planned members not yet
-// assumed, and the head's reservation when the head outranks r.
+// assumed, the head's reservation when the head outranks r, and the room
+// preemptors claimed.
 func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]placement.Resources {
 	var held map[string]placement.Resources
 	add := func(node string, req placement.Resources) {
@@ -235,6 +236,13 @@ func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]pla
 		}
 		if len(g.reserve) > 0 && g.rank.before(r) {
 			for node, req := range g.reserve {
+				add(node, req)
+			}
+		}
+		// A preemptor's claim is held from everyone: the room it freed
+		// by evicting must not make it evict again.
+		if p := g.preempting; p != nil && now.Before(p.until) {
+			for node, req := range p.claim {
 				add(node, req)
 			}
 		}

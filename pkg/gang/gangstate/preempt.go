@@ -38,6 +38,9 @@ type Budgets interface {
 // Eviction is a victim to evict and the reason the Events give.
 type Eviction struct {
 	Pod *v1.Pod
+	// Unit names the victim unit: once one of its pods is refused, the
+	// rest of it is left alone, so that no victim gang is left partial.
+	Unit string
 	// Preemptor is the gang that takes the victim's room.
 	Preemptor string
 	Message   string
@@ -45,7 +48,13 @@ type Eviction struct {
 
 // preemption is what a gang evicted and waits to see go.
 type preemption struct {
-	victims sets.Set[types.UID]
+	// all are the victims; victims those the informer has not seen go.
+	all, victims sets.Set[types.UID]
+	// claim is the room, per node, the gang's plan takes once the victims
+	// are gone: held from every other pod and gang meanwhile, so that
+	// what the victims free is not taken by another (which would make the
+	// gang preempt again).
+	claim map[string]placement.Resources
 	// until bounds the wait: a victim that does not go (its eviction
 	// refused, a node that never confirms) must not hold the gang for ever.
 	until time.Time
@@ -62,29 +71,34 @@ type victimUnit struct {
 	started time.Time
 }
 
-// maxPrune bounds how many chosen units are tried without, one by one.
-const maxPrune = 64
+// maxPrune bounds how many chosen units are tried without, one by one:
+// each try is a plan, made under the cache's lock.
+const maxPrune = 16
 
 // preemptLocked decides whether a gang that does not fit preempts, and
 // carries it out through eff; ok reports that the verdict is the
 // preemption's (it preempts, or waits for its victims to go).
 func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeInfo, now time.Time, eff *Effects) (v Verdict, ok bool) {
 	if p := g.preempting; p != nil {
-		if p.victims.Len() > 0 && now.Before(p.until) {
-			return refuse(fwk.Unschedulable, "waiting for %d preempted pods to go", p.victims.Len()), true
+		// Until the victims are gone from the snapshot too, their room is
+		// not free yet: choosing again now would take more.
+		left := max(p.victims.Len(), inSnapshot(nodes, p.all))
+		if left > 0 && now.Before(p.until) {
+			return refuse(fwk.Unschedulable, "waiting for %d preempted pods to go", left), true
 		}
-		if p.victims.Len() > 0 {
+		if left > 0 {
 			eff.onPodGroup(g.pg, v1.EventTypeWarning, "PreemptionTimedOut", fmt.Sprintf(
-				"%d preempted pods did not go within %s; choosing again", p.victims.Len(), g.timeout))
+				"%d preempted pods did not go within %s; choosing again", left, g.timeout))
 		}
 		g.preempting = nil
+		c.epoch++
 	}
 	for i := range req.Members {
 		if pp := req.Members[i].Pod.Spec.PreemptionPolicy; pp != nil && *pp == v1.PreemptNever {
 			return Verdict{}, false
 		}
 	}
-	eligible, blocked := c.victimUnitsLocked(g, nodes)
+	eligible, blocked, going := c.victimUnitsLocked(g, nodes)
 	if len(eligible)+len(blocked) == 0 {
 		return Verdict{}, false
 	}
@@ -95,7 +109,9 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 	try := func(units []*victimUnit) *placement.Plan {
 		r := req
 		r.Nodes = slices.Clone(req.Nodes)
-		for _, u := range units {
+		// Pods of lower priority already terminating free their room
+		// without being taken.
+		for _, u := range append(slices.Clone(units), going) {
 			for i, p := range u.pods {
 				if ni, ok := index[u.nodes[i]]; ok {
 					add := placement.PodRequest(p)
@@ -118,6 +134,9 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 	// that the gang fits without, most important first.
 	k := sort.Search(len(eligible), func(k int) bool { return try(eligible[:k+1]) != nil }) + 1
 	chosen := eligible[:min(k, len(eligible))]
+	if try(chosen) == nil {
+		chosen = eligible // the planner is not monotone in room
+	}
 	if p := try(chosen); p != nil {
 		used := sets.New[string]()
 		for _, ni := range p.NodesUsed {
@@ -140,16 +159,56 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 			chosen = without
 		}
 	}
+	// Budgets are kept unit by unit above; units under one budget may
+	// still exceed it together: keep, in order, those that fit it.
+	if c.cfg.Budgets != nil {
+		var kept []*victimUnit
+		var pods []*v1.Pod
+		for _, u := range chosen {
+			if with := append(slices.Clone(pods), u.pods...); c.cfg.Budgets.Allow(with) {
+				kept, pods = append(kept, u), with
+			} else {
+				blocked = append(blocked, u)
+			}
+		}
+		chosen = kept
+	}
+	plan := try(chosen)
+	if plan == nil {
+		eff.onPodGroup(g.pg, v1.EventTypeNormal, "PreemptionBlocked", fmt.Sprintf(
+			"the gang would fit in place of pods of lower priority, but a PodDisruptionBudget protects %s", describeUnits(blocked, 5)))
+		return Verdict{}, false
+	}
 
 	victims := sets.New[types.UID]()
 	msg := fmt.Sprintf("preempted by gang %s (priority %d) to place its %d members", g.key, g.rank.priority, len(req.Members))
 	for _, u := range chosen {
 		for _, p := range u.pods {
 			victims.Insert(p.UID)
-			eff.Evict = append(eff.Evict, Eviction{Pod: p, Preemptor: g.key, Message: msg})
+			eff.Evict = append(eff.Evict, Eviction{Pod: p, Unit: u.key, Preemptor: g.key, Message: msg})
 		}
 	}
-	g.preempting = &preemption{victims: victims, until: now.Add(g.timeout)}
+	claim := map[string]placement.Resources{}
+	for mi, ni := range plan.NodeOf {
+		node := req.Nodes[ni].Info.Node().Name
+		cur := claim[node]
+		cur.Add(&req.Members[mi].Request)
+		claim[node] = cur
+	}
+	p := &preemption{all: victims.Clone(), victims: victims, claim: claim, until: now.Add(g.timeout)}
+	g.preempting = p
+	c.epoch++
+	// No cluster event may come when the wait ends (evictions refused):
+	// wake the gang then to choose again.
+	key := g.key
+	c.afterFunc(g.timeout, func() {
+		c.run(func(eff *Effects) {
+			if g, ok := c.gangs[key]; ok && g.preempting == p {
+				g.failVerdict = nil
+				c.wakeGangLocked(key, eff)
+			}
+		})
+	})
 	c.cfg.Logger.V(2).Info("Gang preempts", "gang", g.key, "priority", g.rank.priority, "units", len(chosen), "pods", victims.Len())
 	text := fmt.Sprintf("preempting %d pods of lower priority (%s) to place the gang", victims.Len(), describeUnits(chosen, 8))
 	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Preempting", text)
@@ -168,16 +227,25 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 // victimUnitsLocked collects the units of lower priority than g bound on
 // nodes: eligible ones in the order preemption takes them, and those a
 // PodDisruptionBudget protects.
-func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, blocked []*victimUnit) {
+func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, blocked []*victimUnit, going *victimUnit) {
 	units := map[string]*victimUnit{}
 	tooHigh := sets.New[string]()
+	going = &victimUnit{}
 	for _, ni := range nodes {
 		if ni.Node() == nil {
 			continue
 		}
 		for _, pi := range ni.GetPods() {
 			p := pi.GetPod()
-			if p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
+			if p.Spec.NodeName == "" {
+				continue
+			}
+			if p.DeletionTimestamp != nil || !c.listedLocked(p) {
+				// Going, or gone by the informer: its room frees.
+				if corev1helpers.PodPriority(p) < g.rank.priority {
+					going.pods = append(going.pods, p)
+					going.nodes = append(going.nodes, ni.Node().Name)
+				}
 				continue
 			}
 			key, gangMember := podgroup.KeyOf(p), true
@@ -228,7 +296,30 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, bloc
 	}
 	slices.SortFunc(eligible, order)
 	slices.SortFunc(blocked, order)
-	return eligible, blocked
+	return eligible, blocked, going
+}
+
+// listedLocked reports whether the informer still has the pod.
+func (c *Cache) listedLocked(p *v1.Pod) bool {
+	obj, ok, err := c.cfg.Pods.GetByKey(p.Namespace + "/" + p.Name)
+	if err != nil || !ok {
+		return false
+	}
+	cur, isPod := obj.(*v1.Pod)
+	return isPod && cur.UID == p.UID
+}
+
+// inSnapshot counts the pods of uids the nodes still hold.
+func inSnapshot(nodes []fwk.NodeInfo, uids sets.Set[types.UID]) int {
+	n := 0
+	for _, ni := range nodes {
+		for _, pi := range ni.GetPods() {
+			if uids.Has(pi.GetPod().UID) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // describeUnits names up to n units for a message.
