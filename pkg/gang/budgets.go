@@ -31,7 +31,9 @@ func (b budgets) Allow(pods []*v1.Pod) bool {
 			if err != nil || !sel.Matches(labels.Set(p.Labels)) {
 				continue
 			}
-			if matched++; matched > 1 {
+			if matched++; matched > 1 || pdb.Status.ObservedGeneration < pdb.Generation {
+				// Two budgets, or one whose status is stale: the
+				// Eviction API refuses both.
 				return false
 			}
 			taken[pdb]++

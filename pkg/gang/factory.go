@@ -443,37 +443,49 @@ const evictTimeout = time.Minute
 
 // evict evicts the victims of a gang's preemption through the Eviction
 // API, which keeps PodDisruptionBudgets and marks each pod with a
-// DisruptionTarget condition, and says so on each victim. A refusal is
-// said on the preemptor's PodGroup; the gang chooses again once its wait
-// for the victims times out.
+// DisruptionTarget condition, and says so on each victim. Every eviction
+// is tried as a dry run first: if the apiserver would refuse any, none is
+// made, so that no victim gang is left partial for a preemption that
+// cannot happen, and the cache is told to choose again without that unit.
 func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
 	ctx, cancel := context.WithTimeout(klog.NewContext(context.Background(), logger), evictTimeout)
 	defer cancel()
 	client := s.handle.ClientSet()
-	refused := sets.New[string]()
-	for _, v := range victims {
-		p := v.Pod
-		if refused.Has(v.Unit) {
-			// The rest of a unit stays when one of it is refused: a victim
-			// gang goes whole or not at all.
-			continue
+	evict := func(p *v1.Pod, dryRun bool) error {
+		opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}}
+		if dryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
 		}
 		err := client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
-			ObjectMeta:    metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
-			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}},
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}, DeleteOptions: opts,
 		})
-		if err == nil {
-			s.events.pod(p, v1.EventTypeNormal, "Preempted", v.Message)
-			continue
-		}
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			continue // gone already, or replaced
+			return nil // gone already, or replaced
 		}
-		refused.Insert(v.Unit)
-		logger.Error(err, "Evicting a preemption victim", "pod", klog.KObj(p), "preemptor", v.Preemptor)
+		return err
+	}
+	refuse := func(v gangstate.Eviction, err error) {
+		logger.Error(err, "Evicting a preemption victim", "pod", klog.KObj(v.Pod), "preemptor", v.Preemptor)
 		if pg, gerr := s.groups.byKey(v.Preemptor); gerr == nil && pg != nil {
-			s.events.podGroupObj(pg, v1.EventTypeWarning, "EvictionRefused", fmt.Sprintf("evicting %s/%s: %v", p.Namespace, p.Name, err))
+			s.events.podGroupObj(pg, v1.EventTypeWarning, "EvictionRefused", fmt.Sprintf(
+				"evicting %s/%s: %v; choosing other victims", v.Pod.Namespace, v.Pod.Name, err))
 		}
+		s.apply(logger, s.cache.EvictionRefused(v.Preemptor, v.Unit))
+	}
+	for _, v := range victims {
+		if err := evict(v.Pod, true); err != nil {
+			refuse(v, err)
+			return
+		}
+	}
+	for _, v := range victims {
+		if err := evict(v.Pod, false); err != nil {
+			// Refused between the dry run and now: the rest of the
+			// preemption stays, and the gang chooses again.
+			refuse(v, err)
+			return
+		}
+		s.events.pod(v.Pod, v1.EventTypeNormal, "Preempted", v.Message)
 	}
 }
 

@@ -127,6 +127,19 @@ func (r *Resources) Sub(req *Resources) {
 	}
 }
 
+// AtLeastZero returns r with every negative amount raised to zero.
+func (r Resources) AtLeastZero() Resources {
+	r.MilliCPU, r.Memory = max(r.MilliCPU, 0), max(r.Memory, 0)
+	r.EphemeralStorage, r.Pods = max(r.EphemeralStorage, 0), max(r.Pods, 0)
+	if len(r.Scalar) > 0 {
+		r.Scalar = cloneScalar(r.Scalar)
+		for name, v := range r.Scalar {
+			r.Scalar[name] = max(v, 0)
+		}
+	}
+	return r
+}
+
 // copies returns how many times req fits into r.
 func (r *Resources) copies(req *Resources) int64 {
 	n := int64(1) << 62

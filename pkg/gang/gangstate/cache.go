@@ -141,6 +141,7 @@ func (c *Cache) gangFor(pg *v1alpha1.PodGroup, eff *Effects) *gang {
 	g, ok := c.gangs[key]
 	if ok && g.uid != "" && pg.UID != "" && g.uid != pg.UID {
 		c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s was replaced", key), eff)
+		c.endPreemptionLocked(g, eff)
 		c.forgetHeadLocked(g)
 		ok = false
 	}
@@ -222,6 +223,7 @@ func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]pla
 		cur.Add(&req)
 		held[node] = cur
 	}
+	asker := c.gangs[gangKey]
 	for key, g := range c.gangs {
 		if key == gangKey {
 			continue
@@ -234,15 +236,18 @@ func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]pla
 				}
 			}
 		}
-		if len(g.reserve) > 0 && g.rank.before(r) {
+		claiming := g.preempting != nil && now.Before(g.preempting.until)
+		if len(g.reserve) > 0 && g.rank.before(r) && !claiming {
 			for node, req := range g.reserve {
 				add(node, req)
 			}
 		}
-		// A preemptor's claim is held from everyone: the room it freed
-		// by evicting must not make it evict again.
-		if p := g.preempting; p != nil && now.Before(p.until) {
-			for node, req := range p.claim {
+		// A preemptor's claim is held from every pod and gang but a gang
+		// of higher priority that may preempt (it would take the room
+		// back anyway): the room it freed by evicting must not make it
+		// evict again for another.
+		if claiming && !(asker != nil && asker.mayPreempt && r.priority > g.rank.priority) {
+			for node, req := range g.preempting.heldClaim() {
 				add(node, req)
 			}
 		}

@@ -130,6 +130,12 @@ type gang struct {
 	// preempting is what the gang evicted to make room, while it waits
 	// for those pods to go.
 	preempting *preemption
+	// refusedUnits are victim units whose eviction was refused, not chosen
+	// again until the time given.
+	refusedUnits map[string]time.Time
+	// mayPreempt is set when the gang's members may preempt: a claim of a
+	// lower-priority gang is not held from it.
+	mayPreempt bool
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until

@@ -58,6 +58,33 @@ type preemption struct {
 	// until bounds the wait: a victim that does not go (its eviction
 	// refused, a node that never confirms) must not hold the gang for ever.
 	until time.Time
+	// room is each victim's node and request: the claim is held net of
+	// what victims still there occupy, which no one else can use anyway.
+	room map[types.UID]victimRoom
+}
+
+type victimRoom struct {
+	node    string
+	request placement.Resources
+}
+
+// heldClaim is the room of a claim others may not use: what the plan
+// takes on each node, less what victims still there occupy.
+func (p *preemption) heldClaim() map[string]placement.Resources {
+	out := make(map[string]placement.Resources, len(p.claim))
+	for node, req := range p.claim {
+		out[node] = req
+	}
+	for uid, r := range p.room {
+		if !p.victims.Has(uid) {
+			continue
+		}
+		if cur, ok := out[r.node]; ok {
+			cur.Sub(&r.request)
+			out[r.node] = cur.AtLeastZero()
+		}
+	}
+	return out
 }
 
 // victimUnit is what preemption takes whole.
@@ -90,17 +117,29 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 			eff.onPodGroup(g.pg, v1.EventTypeWarning, "PreemptionTimedOut", fmt.Sprintf(
 				"%d preempted pods did not go within %s; choosing again", left, g.timeout))
 		}
-		g.preempting = nil
-		c.epoch++
+		c.endPreemptionLocked(g, eff)
 	}
-	for i := range req.Members {
-		if pp := req.Members[i].Pod.Spec.PreemptionPolicy; pp != nil && *pp == v1.PreemptNever {
-			return Verdict{}, false
-		}
+	if !g.mayPreempt {
+		return Verdict{}, false
 	}
-	eligible, blocked, going := c.victimUnitsLocked(g, nodes)
+	eligible, blocked, going := c.victimUnitsLocked(g, nodes, now)
 	if len(eligible)+len(blocked) == 0 {
 		return Verdict{}, false
+	}
+	// Units under one budget may exceed it together: keep, in order of
+	// preference, those the budgets allow with the ones kept before.
+	var dropped []*victimUnit
+	if c.cfg.Budgets != nil {
+		var kept []*victimUnit
+		var pods []*v1.Pod
+		for _, u := range eligible {
+			if with := append(slices.Clone(pods), u.pods...); c.cfg.Budgets.Allow(with) {
+				kept, pods = append(kept, u), with
+			} else {
+				dropped = append(dropped, u)
+			}
+		}
+		eligible = kept
 	}
 	index := make(map[string]int, len(req.Nodes))
 	for i := range req.Nodes {
@@ -122,7 +161,12 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		p, _ := placement.PlanGang(r)
 		return p
 	}
+	if try(nil) != nil {
+		// Pods already terminating make room enough: wait for them.
+		return refuse(fwk.Unschedulable, "waiting for %d terminating pods of lower priority to go", len(going.pods)), true
+	}
 	if try(eligible) == nil {
+		blocked = append(dropped, blocked...)
 		if len(blocked) > 0 && try(append(slices.Clone(eligible), blocked...)) != nil {
 			eff.onPodGroup(g.pg, v1.EventTypeNormal, "PreemptionBlocked", fmt.Sprintf(
 				"the gang would fit in place of pods of lower priority, but a PodDisruptionBudget protects %s", describeUnits(blocked, 5)))
@@ -153,38 +197,24 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		}
 	}
 	chosen = slices.Clone(chosen)
-	for i := len(chosen) - 1; i >= 0 && len(chosen)-i <= maxPrune; i-- {
+	for i, tried := len(chosen)-1, 0; i >= 0 && tried < maxPrune; i, tried = i-1, tried+1 {
 		without := slices.Delete(slices.Clone(chosen), i, i+1)
 		if try(without) != nil {
 			chosen = without
 		}
 	}
-	// Budgets are kept unit by unit above; units under one budget may
-	// still exceed it together: keep, in order, those that fit it.
-	if c.cfg.Budgets != nil {
-		var kept []*victimUnit
-		var pods []*v1.Pod
-		for _, u := range chosen {
-			if with := append(slices.Clone(pods), u.pods...); c.cfg.Budgets.Allow(with) {
-				kept, pods = append(kept, u), with
-			} else {
-				blocked = append(blocked, u)
-			}
-		}
-		chosen = kept
-	}
 	plan := try(chosen)
-	if plan == nil {
-		eff.onPodGroup(g.pg, v1.EventTypeNormal, "PreemptionBlocked", fmt.Sprintf(
-			"the gang would fit in place of pods of lower priority, but a PodDisruptionBudget protects %s", describeUnits(blocked, 5)))
-		return Verdict{}, false
+	if plan == nil || len(chosen) == 0 {
+		return Verdict{}, false // cannot happen: try(eligible) fits
 	}
 
 	victims := sets.New[types.UID]()
+	room := map[types.UID]victimRoom{}
 	msg := fmt.Sprintf("preempted by gang %s (priority %d) to place its %d members", g.key, g.rank.priority, len(req.Members))
 	for _, u := range chosen {
-		for _, p := range u.pods {
+		for i, p := range u.pods {
 			victims.Insert(p.UID)
+			room[p.UID] = victimRoom{node: u.nodes[i], request: placement.PodRequest(p)}
 			eff.Evict = append(eff.Evict, Eviction{Pod: p, Unit: u.key, Preemptor: g.key, Message: msg})
 		}
 	}
@@ -195,8 +225,10 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		cur.Add(&req.Members[mi].Request)
 		claim[node] = cur
 	}
-	p := &preemption{all: victims.Clone(), victims: victims, claim: claim, until: now.Add(g.timeout)}
+	p := &preemption{all: victims.Clone(), victims: victims, claim: claim, room: room, until: now.Add(g.timeout)}
 	g.preempting = p
+	// Its head reservation would hold the same room twice.
+	c.forgetHeadLocked(g)
 	c.epoch++
 	// No cluster event may come when the wait ends (evictions refused):
 	// wake the gang then to choose again.
@@ -204,7 +236,7 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 	c.afterFunc(g.timeout, func() {
 		c.run(func(eff *Effects) {
 			if g, ok := c.gangs[key]; ok && g.preempting == p {
-				g.failVerdict = nil
+				c.endPreemptionLocked(g, eff)
 				c.wakeGangLocked(key, eff)
 			}
 		})
@@ -224,10 +256,47 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 	return refuse(fwk.Unschedulable, "%s", text), true
 }
 
+// neverPreempts reports whether a member's preemptionPolicy is Never.
+func neverPreempts(m placement.Member) bool {
+	pp := m.Pod.Spec.PreemptionPolicy
+	return pp != nil && *pp == v1.PreemptNever
+}
+
+// endPreemptionLocked ends a gang's wait for its victims and lets go of
+// its claim: the pods and gangs it held room from are woken.
+func (c *Cache) endPreemptionLocked(g *gang, eff *Effects) {
+	if g.preempting == nil {
+		return
+	}
+	g.preempting = nil
+	g.failVerdict = nil
+	c.releaseLocked(eff)
+}
+
+// EvictionRefused ends a preemption whose victim unit could not be
+// evicted (a PodDisruptionBudget, RBAC, a deadline): the gang does not
+// choose that unit again within its timeout, and chooses afresh now.
+func (c *Cache) EvictionRefused(preemptor, unit string) Effects {
+	var eff Effects
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.gangs[preemptor]
+	if !ok {
+		return eff
+	}
+	if g.refusedUnits == nil {
+		g.refusedUnits = map[string]time.Time{}
+	}
+	g.refusedUnits[unit] = c.cfg.Clock.Now().Add(g.timeout)
+	c.endPreemptionLocked(g, &eff)
+	c.wakeGangLocked(g.key, &eff)
+	return eff
+}
+
 // victimUnitsLocked collects the units of lower priority than g bound on
 // nodes: eligible ones in the order preemption takes them, and those a
 // PodDisruptionBudget protects.
-func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, blocked []*victimUnit, going *victimUnit) {
+func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) (eligible, blocked []*victimUnit, going *victimUnit) {
 	units := map[string]*victimUnit{}
 	tooHigh := sets.New[string]()
 	going = &victimUnit{}
@@ -279,6 +348,9 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo) (eligible, bloc
 		}
 		if vg, ok := c.gangs[key]; ok && u.gang && (vg.phase == Planned || vg.phase == Binding) {
 			continue // being placed: its members are not all bound yet
+		}
+		if until, refused := g.refusedUnits[key]; refused && now.Before(until) {
+			continue // its eviction was refused a moment ago
 		}
 		if c.cfg.Budgets != nil && !c.cfg.Budgets.Allow(u.pods) {
 			blocked = append(blocked, u)

@@ -2,6 +2,7 @@ package gangstate
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -138,6 +139,7 @@ func (c *Cache) toRunningLocked(g *gang, eff *Effects) {
 	}
 	g.phase, g.ready = Running, false
 	g.blocked, g.avoid, g.failVerdict = false, nil, nil
+	c.endPreemptionLocked(g, eff)
 	c.forgetHeadLocked(g)
 	c.releaseReadyLocked(eff)
 }
@@ -159,6 +161,7 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		Levels: c.cfg.Levels, Required: required, Preferred: preferred,
 	}
 	req.FillHoles = c.largerPinnedWaitLocked(g, req.Members)
+	g.mayPreempt = c.cfg.Preemption && !slices.ContainsFunc(req.Members, neverPreempts)
 	p, failure := placement.PlanGang(req)
 	if failure != nil {
 		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
