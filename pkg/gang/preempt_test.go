@@ -1,0 +1,94 @@
+package gang
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+)
+
+// evictions records the evictions the fake clientset receives and, for
+// those not dry runs, deletes the pod as the Eviction API would.
+type evictions struct {
+	mu            sync.Mutex
+	dryRun, names []string
+}
+
+func (h *harness) recordEvictions() *evictions {
+	ev := &evictions{}
+	h.client.PrependReactor("create", "pods", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "eviction" {
+			return false, nil, nil
+		}
+		e, ok := a.(clienttesting.CreateAction).GetObject().(*policyv1.Eviction)
+		if !ok {
+			return false, nil, nil
+		}
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		if e.DeleteOptions != nil && len(e.DeleteOptions.DryRun) > 0 {
+			ev.dryRun = append(ev.dryRun, e.Name)
+			return true, nil, nil
+		}
+		ev.names = append(ev.names, e.Name)
+		return true, nil, h.client.Tracker().Delete(v1.SchemeGroupVersion.WithResource("pods"), e.Namespace, e.Name)
+	})
+	return ev
+}
+
+func (ev *evictions) evicted() []string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return append([]string(nil), ev.names...)
+}
+
+// Through the framework: a gang of higher priority that does not fit
+// evicts the lowest-priority pod whose room makes it fit (a dry run first),
+// claims that room from an ordinary pod that comes meanwhile, and is placed
+// there once the victim is gone.
+func TestGangPreemptsThroughTheFramework(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	ev := h.recordEvictions()
+	low := member("", 1, "4")
+	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
+	mid := member("", 2, "4")
+	mid.Name, mid.UID, mid.Spec.NodeName, mid.Spec.Priority = "mid", "mid", "n2", ptr.To[int32](100)
+	h.pods(low, mid)
+
+	h.podGroup("g", 1)
+	g := member("g", 0, "4")
+	g.Spec.Priority = ptr.To[int32](1000)
+	h.pods(g)
+	if _, s := h.schedule(g); s.IsSuccess() || !strings.Contains(s.Message(), "preempting 1 pods of lower priority") {
+		t.Fatalf("the gang should preempt one pod, got %v", s)
+	}
+	h.waitFor("the lowest-priority pod evicted", func() bool {
+		got := ev.evicted()
+		return len(got) == 1 && got[0] == "low"
+	})
+	if len(ev.dryRun) == 0 {
+		t.Error("no dry run before the eviction")
+	}
+	h.waitEvent("Preempting")
+	h.waitFor("the victim gone from the informer", func() bool { return !h.informerHas(low, func(*v1.Pod) bool { return true }) })
+	h.refresh()
+
+	// An ordinary pod of middle priority may not take the claimed room.
+	other := member("", 3, "4")
+	other.Name, other.UID, other.Spec.Priority = "other", "other", ptr.To[int32](500)
+	h.pods(other)
+	if node, _ := h.schedule(other); node == "n1" {
+		t.Fatal("an ordinary pod took the room the gang preempted for")
+	}
+	if node, s := h.schedule(g); node != "n1" || !s.IsSuccess() {
+		t.Fatalf("the gang should go where its victim was: %q %v", node, s)
+	}
+	if got := ev.evicted(); len(got) != 1 {
+		t.Errorf("evicted %v, want only the one victim", got)
+	}
+}
