@@ -92,3 +92,28 @@ func TestGangPreemptsThroughTheFramework(t *testing.T) {
 		t.Errorf("evicted %v, want only the one victim", got)
 	}
 }
+
+// A preemptor whose members go while it waits for its victims gives up
+// the room it claimed.
+func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
+	h := newHarness(t, node("n1", "4"))
+	h.recordEvictions()
+	low := member("", 1, "4")
+	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
+	h.pods(low)
+	h.podGroup("g", 1)
+	g := member("g", 0, "4")
+	g.Spec.Priority = ptr.To[int32](1000)
+	h.pods(g)
+	if _, s := h.schedule(g); !strings.Contains(s.Message(), "preempting 1 pods") {
+		t.Fatalf("the gang should preempt, got %v", s)
+	}
+	h.waitFor("the victim gone", func() bool { return !h.informerHas(low, func(*v1.Pod) bool { return true }) })
+	h.deletePod(g)
+	other := member("", 3, "4")
+	other.Name, other.UID, other.Spec.Priority = "other", "other", ptr.To[int32](500)
+	h.pods(other)
+	if node, s := h.schedule(other); node != "n1" || !s.IsSuccess() {
+		t.Fatalf("with the preemptor gone its room is free: %q %v", node, s)
+	}
+}

@@ -129,6 +129,13 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 	}
 	delete(g.assumed, pod.UID)
 	delete(g.avoid, pod.UID)
+	if g.preempting != nil {
+		// A preemptor whose members went below its quorum no longer
+		// needs the room it claimed.
+		if cen := c.censusLocked(g); cen.scheduled+len(cen.pending) < g.minMember() {
+			c.endPreemptionLocked(g, &eff)
+		}
+	}
 	if g.plan == nil || g.plan.slots[pod.UID] == nil {
 		return eff
 	}
