@@ -117,3 +117,36 @@ func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 		t.Fatalf("with the preemptor gone its room is free: %q %v", node, s)
 	}
 }
+
+// A claim is not held from a gang of higher priority that may preempt: it
+// takes the room (it could evict the claimant anyway) and nothing more is
+// evicted for it.
+func TestHigherGangTakesAClaimedRoom(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	ev := h.recordEvictions()
+	low := member("", 1, "4")
+	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
+	mid := member("", 2, "4")
+	mid.Name, mid.UID, mid.Spec.NodeName, mid.Spec.Priority = "mid", "mid", "n2", ptr.To[int32](100)
+	h.pods(low, mid)
+	h.podGroup("claimant", 1)
+	claimant := member("claimant", 0, "4")
+	claimant.Spec.Priority = ptr.To[int32](50)
+	h.pods(claimant)
+	if _, s := h.schedule(claimant); !strings.Contains(s.Message(), "preempting 1 pods") {
+		t.Fatalf("the claimant should preempt the low pod, got %v", s)
+	}
+	h.waitFor("the low pod gone", func() bool { return !h.informerHas(low, func(*v1.Pod) bool { return true }) })
+	h.refresh()
+
+	h.podGroup("high", 1)
+	high := member("high", 0, "4")
+	high.Spec.Priority = ptr.To[int32](1000)
+	h.pods(high)
+	if node, s := h.schedule(high); node != "n1" || !s.IsSuccess() {
+		t.Fatalf("the higher gang should take the claimed room on n1: %q %v", node, s)
+	}
+	if got := ev.evicted(); len(got) != 1 {
+		t.Errorf("evicted %v, want only the claimant's victim", got)
+	}
+}

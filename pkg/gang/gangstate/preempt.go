@@ -257,8 +257,8 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 }
 
 // neverPreempts reports whether a member's preemptionPolicy is Never.
-func neverPreempts(m placement.Member) bool {
-	pp := m.Pod.Spec.PreemptionPolicy
+func neverPreempts(p *v1.Pod) bool {
+	pp := p.Spec.PreemptionPolicy
 	return pp != nil && *pp == v1.PreemptNever
 }
 

@@ -154,6 +154,9 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 	if g.failVerdict != nil && g.failKey == key {
 		return *g.failVerdict
 	}
+	// Before the held room: a claim is not held from a gang that may
+	// preempt its claimant.
+	g.mayPreempt = c.cfg.Preemption && !slices.ContainsFunc(cen.pending, neverPreempts)
 	held := c.heldLocked(g.key, g.rank, now)
 	req := placement.Request{
 		Nodes:   c.anchored(c.planNodes(nodes, held, false), required, cen),
@@ -161,7 +164,6 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		Levels: c.cfg.Levels, Required: required, Preferred: preferred,
 	}
 	req.FillHoles = c.largerPinnedWaitLocked(g, req.Members)
-	g.mayPreempt = c.cfg.Preemption && !slices.ContainsFunc(req.Members, neverPreempts)
 	p, failure := placement.PlanGang(req)
 	if failure != nil {
 		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
