@@ -71,16 +71,28 @@ func TestOrdinaryPreemptionSparesGangs(t *testing.T) {
 
 // finishDeletions plays the kubelet's part in a deletion: pods given a
 // grace period (preemption's evictions) go at once. No kubelet runs here.
+// It stops before the test ends and never calls the test from its own
+// goroutine.
 func (e *env) finishDeletions() {
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	e.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	go func() {
-		for e.ctx.Err() == nil {
-			for _, p := range e.pods() {
-				if p.DeletionTimestamp != nil {
-					_ = e.client.CoreV1().Pods(e.ns).Delete(e.ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		defer close(done)
+		for {
+			if list, err := e.client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+				for _, p := range list.Items {
+					if p.DeletionTimestamp != nil {
+						_ = e.client.CoreV1().Pods(e.ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+					}
 				}
 			}
 			select {
-			case <-e.ctx.Done():
+			case <-ctx.Done():
+				return
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
