@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
+	"github.com/lockstep-sched/lockstep/pkg/apidiscovery"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
 
@@ -110,43 +111,17 @@ type upstreamHandler struct {
 // that starts serving it is picked up without a restart.
 func (g *groups) start(ctx context.Context, client kubernetes.Interface, disc discovery.DiscoveryInterface, h upstreamHandler) {
 	logger := klog.FromContext(ctx)
-	found := upstreamServed(disc)
-	if found {
+	if apidiscovery.WhenServed(ctx, disc, podgroup.UpstreamGVR, upstreamPollInterval,
+		func() {
+			logger.V(2).Info("Upstream PodGroup API is not served; pods that name its PodGroups wait until it is", "groupVersion", podgroup.UpstreamGroupVersion.String())
+		},
+		func() {
+			g.served.Store(true)
+			logger.Info("Upstream PodGroup API found; scheduling the pods that name its PodGroups", "groupVersion", podgroup.UpstreamGroupVersion.String())
+			g.watch(ctx, client, h)
+		}) {
 		g.served.Store(true)
 	}
-	go func() {
-		said := false
-		for {
-			if found || upstreamServed(disc) {
-				g.served.Store(true)
-				logger.Info("Upstream PodGroup API found; scheduling the pods that name its PodGroups", "groupVersion", podgroup.UpstreamGroupVersion.String())
-				g.watch(ctx, client, h)
-				return
-			}
-			if !said {
-				logger.V(2).Info("Upstream PodGroup API is not served; pods that name its PodGroups wait until it is", "groupVersion", podgroup.UpstreamGroupVersion.String())
-				said = true
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(upstreamPollInterval):
-			}
-		}
-	}()
-}
-
-func upstreamServed(disc discovery.DiscoveryInterface) bool {
-	list, err := disc.ServerResourcesForGroupVersion(podgroup.UpstreamGroupVersion.String())
-	if err != nil {
-		return false
-	}
-	for _, r := range list.APIResources {
-		if r.Name == podgroup.UpstreamGVR.Resource {
-			return true
-		}
-	}
-	return false
 }
 
 func (g *groups) watch(ctx context.Context, client kubernetes.Interface, h upstreamHandler) {

@@ -41,6 +41,14 @@ func (h *harness) recordEvictions() *evictions {
 	return ev
 }
 
+// ordinaryAt is an ordinary pod of priority prio, bound to node ("" for
+// none).
+func ordinaryAt(name, node string, prio int32, cpu string) *v1.Pod {
+	p := ordinary(name, cpu)
+	p.Spec.NodeName, p.Spec.Priority = node, ptr.To(prio)
+	return p
+}
+
 func (ev *evictions) evicted() []string {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
@@ -54,10 +62,8 @@ func (ev *evictions) evicted() []string {
 func TestGangPreemptsThroughTheFramework(t *testing.T) {
 	h := newHarness(t, node("n1", "4"), node("n2", "4"))
 	ev := h.recordEvictions()
-	low := member("", 1, "4")
-	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
-	mid := member("", 2, "4")
-	mid.Name, mid.UID, mid.Spec.NodeName, mid.Spec.Priority = "mid", "mid", "n2", ptr.To[int32](100)
+	low := ordinaryAt("low", "n1", 10, "4")
+	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
 
 	h.podGroup("g", 1)
@@ -79,8 +85,7 @@ func TestGangPreemptsThroughTheFramework(t *testing.T) {
 	h.refresh()
 
 	// An ordinary pod of middle priority may not take the claimed room.
-	other := member("", 3, "4")
-	other.Name, other.UID, other.Spec.Priority = "other", "other", ptr.To[int32](500)
+	other := ordinaryAt("other", "", 500, "4")
 	h.pods(other)
 	if node, _ := h.schedule(other); node == "n1" {
 		t.Fatal("an ordinary pod took the room the gang preempted for")
@@ -98,8 +103,7 @@ func TestGangPreemptsThroughTheFramework(t *testing.T) {
 func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 	h := newHarness(t, node("n1", "4"))
 	h.recordEvictions()
-	low := member("", 1, "4")
-	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
+	low := ordinaryAt("low", "n1", 10, "4")
 	h.pods(low)
 	h.podGroup("g", 1)
 	g := member("g", 0, "4")
@@ -110,8 +114,7 @@ func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 	}
 	h.waitFor("the victim gone", func() bool { return !h.informerHas(low, func(*v1.Pod) bool { return true }) })
 	h.deletePod(g)
-	other := member("", 3, "4")
-	other.Name, other.UID, other.Spec.Priority = "other", "other", ptr.To[int32](500)
+	other := ordinaryAt("other", "", 500, "4")
 	h.pods(other)
 	if node, s := h.schedule(other); node != "n1" || !s.IsSuccess() {
 		t.Fatalf("with the preemptor gone its room is free: %q %v", node, s)
@@ -124,10 +127,8 @@ func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 func TestHigherGangTakesAClaimedRoom(t *testing.T) {
 	h := newHarness(t, node("n1", "4"), node("n2", "4"))
 	ev := h.recordEvictions()
-	low := member("", 1, "4")
-	low.Name, low.UID, low.Spec.NodeName, low.Spec.Priority = "low", "low", "n1", ptr.To[int32](10)
-	mid := member("", 2, "4")
-	mid.Name, mid.UID, mid.Spec.NodeName, mid.Spec.Priority = "mid", "mid", "n2", ptr.To[int32](100)
+	low := ordinaryAt("low", "n1", 10, "4")
+	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
 	h.podGroup("claimant", 1)
 	claimant := member("claimant", 0, "4")

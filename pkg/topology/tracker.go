@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/lockstep-sched/lockstep/pkg/apidiscovery"
 	"github.com/lockstep-sched/lockstep/pkg/numa"
 )
 
@@ -154,42 +155,17 @@ func (t *Tracker) Start(ctx context.Context, cfg *rest.Config) error {
 	}
 	// Asked once before the scheduler runs, so that it never places pinned
 	// pods as if no node had zones while the objects are on their way.
-	found := served(disc)
+	found := apidiscovery.WhenServed(ctx, disc, nrtv1alpha2.SchemeGroupVersion.WithResource("noderesourcetopologies"), crdPollInterval,
+		func() {
+			logger.Info("NodeResourceTopology CRD is not installed; placing by node capacity until it is", "resource", "noderesourcetopologies.topology.node.k8s.io")
+		},
+		func() {
+			t.served.Store(true)
+			t.watch(ctx, client)
+			logger.Info("NodeResourceTopology API found; placing pods by NUMA zone where nodes publish them")
+		})
 	t.served.Store(found)
-	go func() {
-		said := false
-		for {
-			if found || served(disc) {
-				t.served.Store(true)
-				t.watch(ctx, client)
-				logger.Info("NodeResourceTopology API found; placing pods by NUMA zone where nodes publish them")
-				return
-			}
-			if !said {
-				logger.Info("NodeResourceTopology CRD is not installed; placing by node capacity until it is", "resource", "noderesourcetopologies.topology.node.k8s.io")
-				said = true
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(crdPollInterval):
-			}
-		}
-	}()
 	return nil
-}
-
-func served(disc discovery.DiscoveryInterface) bool {
-	list, err := disc.ServerResourcesForGroupVersion(nrtv1alpha2.SchemeGroupVersion.String())
-	if err != nil {
-		return false
-	}
-	for _, r := range list.APIResources {
-		if r.Name == "noderesourcetopologies" {
-			return true
-		}
-	}
-	return false
 }
 
 func (t *Tracker) watch(ctx context.Context, client nrtclientset.Interface) {

@@ -195,7 +195,20 @@ func TestRefusedBindingEndsInDisruption(t *testing.T) {
 // pods whose name ends with suffix, and waits until it does.
 func (e *env) denyBindings(suffix string) {
 	e.t.Helper()
-	name := "deny-bindings-" + e.ns
+	e.denyCreate("pods/binding", suffix, "binding refused by the test", func(probe string) error {
+		return e.client.CoreV1().Pods(e.ns).Bind(e.ctx, &v1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Name: probe},
+			Target:     v1.ObjectReference{Kind: "Node", Name: "no-such-node"},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	})
+}
+
+// denyCreate makes the apiserver refuse creating a pod subresource for
+// this namespace's pods whose name ends with suffix, with message, and
+// waits until try (a dry run on a probe pod of that name) is refused.
+func (e *env) denyCreate(subresource, suffix, message string, try func(probe string) error) {
+	e.t.Helper()
+	name := "deny-" + strings.ReplaceAll(subresource, "/", "-") + "-" + e.ns
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -204,12 +217,12 @@ func (e *env) denyBindings(suffix string) {
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": e.ns}},
 				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/binding"}},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{subresource}},
 				}}},
 			},
 			Validations: []admissionregistrationv1.Validation{{
 				Expression: fmt.Sprintf("!object.metadata.name.endsWith(%q)", suffix),
-				Message:    "binding refused by the test",
+				Message:    message,
 			}},
 		},
 	}
@@ -232,14 +245,11 @@ func (e *env) denyBindings(suffix string) {
 		_ = api.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 	// The policy takes effect when the apiserver has loaded it: a probe
-	// pod no scheduler serves is bound by hand until it is refused.
+	// pod no scheduler serves is tried until it is refused.
 	probe := e.createPod("probe"+suffix, "", podSpec{cpu: "1m", scheduler: "nobody"})
-	e.waitFor("the binding policy in force", 30*time.Second, func() bool {
-		err := e.client.CoreV1().Pods(e.ns).Bind(e.ctx, &v1.Binding{
-			ObjectMeta: metav1.ObjectMeta{Name: probe.Name},
-			Target:     v1.ObjectReference{Kind: "Node", Name: "no-such-node"},
-		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err != nil && strings.Contains(err.Error(), "binding refused by the test")
+	e.waitFor(subresource+" policy in force", 30*time.Second, func() bool {
+		err := try(probe.Name)
+		return err != nil && strings.Contains(err.Error(), message)
 	})
 	e.deletePods(probe.Name)
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -257,51 +256,12 @@ func TestGangPreemptionClaimsTheRoomItFrees(t *testing.T) {
 // whose name ends with suffix, and waits until it does.
 func (e *env) denyEvictions(suffix string) {
 	e.t.Helper()
-	name := "deny-evictions-" + e.ns
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": e.ns}},
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/eviction"}},
-				}}},
-			},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: fmt.Sprintf("!object.metadata.name.endsWith(%q)", suffix),
-				Message:    "eviction refused by the test",
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	api := e.client.AdmissionregistrationV1()
-	if _, err := api.ValidatingAdmissionPolicies().Create(e.ctx, policy, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := api.ValidatingAdmissionPolicyBindings().Create(e.ctx, binding, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		_ = api.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = api.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	probe := e.createPod("probe"+suffix, "", podSpec{cpu: "1m", scheduler: "nobody"})
-	e.waitFor("the eviction policy in force", 30*time.Second, func() bool {
-		err := e.client.PolicyV1().Evictions(e.ns).Evict(e.ctx, &policyv1.Eviction{
-			ObjectMeta:    metav1.ObjectMeta{Name: probe.Name, Namespace: e.ns},
+	e.denyCreate("pods/eviction", suffix, "eviction refused by the test", func(probe string) error {
+		return e.client.PolicyV1().Evictions(e.ns).Evict(e.ctx, &policyv1.Eviction{
+			ObjectMeta:    metav1.ObjectMeta{Name: probe, Namespace: e.ns},
 			DeleteOptions: &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}},
 		})
-		return err != nil && strings.Contains(err.Error(), "eviction refused by the test")
 	})
-	e.deletePods(probe.Name)
 }
 
 // An eviction the apiserver refuses (tried as a dry run first) ends the
