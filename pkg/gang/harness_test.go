@@ -68,6 +68,8 @@ type harness struct {
 	clock     *clocktesting.FakeClock
 	lister    *swapLister
 	activated *activations
+	// evictions records what the plugin evicts (preempt_test.go).
+	evictions *evictions
 
 	mu       sync.Mutex
 	nodes    []*v1.Node
@@ -99,6 +101,7 @@ func newHarness(t *testing.T, nodes ...*v1.Node) *harness {
 		assumed: map[string]*v1.Pod{}, outcomes: map[string]chan *fwk.Status{},
 		waits: map[string]time.Duration{}, holdUnreserve: map[string]chan struct{}{},
 	}
+	h.evictions = h.recordEvictions()
 	// The fake cluster serves Kubernetes' own PodGroups too.
 	h.client.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
 		GroupVersion: podgroup.UpstreamGroupVersion.String(),

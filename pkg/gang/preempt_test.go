@@ -19,6 +19,8 @@ type evictions struct {
 	dryRun, names []string
 }
 
+// recordEvictions installs the reactor; newHarness calls it before any
+// informer runs, as the fake's reactor chain may not change after.
 func (h *harness) recordEvictions() *evictions {
 	ev := &evictions{}
 	h.client.PrependReactor("create", "pods", func(a clienttesting.Action) (bool, runtime.Object, error) {
@@ -61,7 +63,7 @@ func (ev *evictions) evicted() []string {
 // there once the victim is gone.
 func TestGangPreemptsThroughTheFramework(t *testing.T) {
 	h := newHarness(t, node("n1", "4"), node("n2", "4"))
-	ev := h.recordEvictions()
+	ev := h.evictions
 	low := ordinaryAt("low", "n1", 10, "4")
 	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
@@ -102,7 +104,6 @@ func TestGangPreemptsThroughTheFramework(t *testing.T) {
 // the room it claimed.
 func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 	h := newHarness(t, node("n1", "4"))
-	h.recordEvictions()
 	low := ordinaryAt("low", "n1", 10, "4")
 	h.pods(low)
 	h.podGroup("g", 1)
@@ -126,7 +127,7 @@ func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 // evicted for it.
 func TestHigherGangTakesAClaimedRoom(t *testing.T) {
 	h := newHarness(t, node("n1", "4"), node("n2", "4"))
-	ev := h.recordEvictions()
+	ev := h.evictions
 	low := ordinaryAt("low", "n1", 10, "4")
 	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
