@@ -52,8 +52,18 @@ func TestBudgetsAllow(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := (budgets{lister: policylisters.NewPodDisruptionBudgetLister(idx)}).Allow(tc.pods); got != tc.want {
-				t.Errorf("Allow = %v, want %v", got, tc.want)
+			b := budgets{lister: policylisters.NewPodDisruptionBudgetLister(idx)}
+			if got := b.Tally().Add(tc.pods); got != tc.want {
+				t.Errorf("Add all = %v, want %v", got, tc.want)
+			}
+			// One at a time, the same pods: the budgets count across calls.
+			one := b.Tally()
+			all := true
+			for _, p := range tc.pods {
+				all = one.Add([]*v1.Pod{p}) && all
+			}
+			if len(tc.pods) > 1 && all != tc.want {
+				t.Errorf("Add one by one = %v, want %v", all, tc.want)
 			}
 		})
 	}

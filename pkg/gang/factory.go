@@ -2,6 +2,7 @@ package gang
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -470,7 +471,13 @@ func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
 			s.events.podGroupObj(pg, v1.EventTypeWarning, "EvictionRefused", fmt.Sprintf(
 				"evicting %s/%s: %v; choosing other victims", v.Pod.Namespace, v.Pod.Name, err))
 		}
-		s.apply(logger, s.cache.EvictionRefused(v.Preemptor, v.Unit))
+		// A refusal of the pod's eviction (a budget's 429, RBAC, an
+		// admission policy) rules its unit out; a busy or failing
+		// apiserver says nothing about it.
+		transient := apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
+			apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded)
+		avoid := !transient
+		s.apply(logger, s.cache.EvictionRefused(v.Preemptor, v.Preemption, v.Unit, avoid))
 	}
 	for _, v := range victims {
 		if err := evict(v.Pod, true); err != nil {

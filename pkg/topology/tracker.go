@@ -164,7 +164,10 @@ func (t *Tracker) Start(ctx context.Context, cfg *rest.Config) error {
 			t.watch(ctx, client)
 			logger.Info("NodeResourceTopology API found; placing pods by NUMA zone where nodes publish them")
 		})
-	t.served.Store(found)
+	if found {
+		// Only true: the watch may have begun already, and set it.
+		t.served.Store(true)
+	}
 	return nil
 }
 

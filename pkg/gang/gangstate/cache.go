@@ -213,7 +213,11 @@ func (c *Cache) censusLocked(g *gang) census {
 // ("" for ordinary pods) may not use: other gangs' planned members not yet
 // assumed, the head's reservation when the head outranks r, and the room
 // preemptors claimed.
-func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]placement.Resources {
+//
+// planning is set for a gang's own plan and the members following it: only
+// then may a gang that may preempt use room a lower gang claimed (its head
+// reservation and members beyond its quorum may not).
+func (c *Cache) heldLocked(gangKey string, r rank, now time.Time, planning bool) map[string]placement.Resources {
 	var held map[string]placement.Resources
 	add := func(node string, req placement.Resources) {
 		if held == nil {
@@ -246,7 +250,7 @@ func (c *Cache) heldLocked(gangKey string, r rank, now time.Time) map[string]pla
 		// of higher priority that may preempt (it would take the room
 		// back anyway): the room it freed by evicting must not make it
 		// evict again for another.
-		if claiming && !(asker != nil && asker.mayPreempt && r.priority > g.rank.priority) {
+		if claiming && !(planning && asker != nil && asker.mayPreempt && r.priority > g.rank.priority) {
 			for node, req := range g.preempting.heldClaim() {
 				add(node, req)
 			}

@@ -128,7 +128,7 @@ func (c *Cache) refreshHeadLocked(nodes []fwk.NodeInfo, now time.Time, eff *Effe
 		return
 	}
 	req := placement.Request{
-		Nodes:    c.anchored(c.planNodes(nodes, c.heldLocked(head.key, head.rank, now), false), required, cen),
+		Nodes:    c.anchored(c.planNodes(nodes, c.heldLocked(head.key, head.rank, now, false), false), required, cen),
 		Members:  membersOf(cen.pending, head.avoidNow(now)),
 		Options:  c.cfg.Placement,
 		Levels:   c.cfg.Levels,

@@ -29,10 +29,16 @@ import (
 // gang by the head-of-queue reservation, which the gang holds as the
 // highest-ranked gang waiting.
 
-// Budgets tells whether evicting pods together keeps every
-// PodDisruptionBudget that selects them.
+// Budgets counts pods to evict together against the PodDisruptionBudgets
+// that select them.
 type Budgets interface {
-	Allow(pods []*v1.Pod) bool
+	Tally() BudgetTally
+}
+
+// BudgetTally reports whether pods may be evicted too, with those added
+// before, and adds them if so.
+type BudgetTally interface {
+	Add(pods []*v1.Pod) bool
 }
 
 // Eviction is a victim to evict and the reason the Events give.
@@ -41,13 +47,16 @@ type Eviction struct {
 	// Unit names the victim unit: once one of its pods is refused, the
 	// rest of it is left alone, so that no victim gang is left partial.
 	Unit string
-	// Preemptor is the gang that takes the victim's room.
-	Preemptor string
-	Message   string
+	// Preemptor is the gang that takes the victim's room, and Preemption
+	// which of its preemptions this is.
+	Preemptor  string
+	Preemption uint64
+	Message    string
 }
 
 // preemption is what a gang evicted and waits to see go.
 type preemption struct {
+	id uint64
 	// all are the victims; victims those the informer has not seen go.
 	all, victims sets.Set[types.UID]
 	// claim is the room, per node, the gang's plan takes once the victims
@@ -131,10 +140,10 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 	var dropped []*victimUnit
 	if c.cfg.Budgets != nil {
 		var kept []*victimUnit
-		var pods []*v1.Pod
+		together := c.cfg.Budgets.Tally()
 		for _, u := range eligible {
-			if with := append(slices.Clone(pods), u.pods...); c.cfg.Budgets.Allow(with) {
-				kept, pods = append(kept, u), with
+			if together.Add(u.pods) {
+				kept = append(kept, u)
 			} else {
 				dropped = append(dropped, u)
 			}
@@ -208,6 +217,8 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		return Verdict{}, false // cannot happen: try(eligible) fits
 	}
 
+	c.planID++
+	id := c.planID
 	victims := sets.New[types.UID]()
 	room := map[types.UID]victimRoom{}
 	msg := fmt.Sprintf("preempted by gang %s (priority %d) to place its %d members", g.key, g.rank.priority, len(req.Members))
@@ -215,7 +226,7 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		for i, p := range u.pods {
 			victims.Insert(p.UID)
 			room[p.UID] = victimRoom{node: u.nodes[i], request: placement.PodRequest(p)}
-			eff.Evict = append(eff.Evict, Eviction{Pod: p, Unit: u.key, Preemptor: g.key, Message: msg})
+			eff.Evict = append(eff.Evict, Eviction{Pod: p, Unit: u.key, Preemptor: g.key, Preemption: id, Message: msg})
 		}
 	}
 	claim := map[string]placement.Resources{}
@@ -225,7 +236,7 @@ func (c *Cache) preemptLocked(g *gang, req placement.Request, nodes []fwk.NodeIn
 		cur.Add(&req.Members[mi].Request)
 		claim[node] = cur
 	}
-	p := &preemption{all: victims.Clone(), victims: victims, claim: claim, room: room, until: now.Add(g.timeout)}
+	p := &preemption{id: id, all: victims.Clone(), victims: victims, claim: claim, room: room, until: now.Add(g.timeout)}
 	g.preempting = p
 	// Its head reservation would hold the same room twice.
 	c.forgetHeadLocked(g)
@@ -273,21 +284,26 @@ func (c *Cache) endPreemptionLocked(g *gang, eff *Effects) {
 	c.releaseLocked(eff)
 }
 
-// EvictionRefused ends a preemption whose victim unit could not be
-// evicted (a PodDisruptionBudget, RBAC, a deadline): the gang does not
-// choose that unit again within its timeout, and chooses afresh now.
-func (c *Cache) EvictionRefused(preemptor, unit string) Effects {
+// EvictionRefused ends preemption id of a gang, one of whose victims could
+// not be evicted, and has it choose afresh. With avoid (the pod refused its
+// eviction itself: a PodDisruptionBudget, RBAC), the gang does not choose
+// that unit again within its timeout; other errors (the apiserver busy, a
+// deadline) say nothing about the unit. A refusal that comes after the
+// preemption ended changes nothing.
+func (c *Cache) EvictionRefused(preemptor string, id uint64, unit string, avoid bool) Effects {
 	var eff Effects
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.gangs[preemptor]
-	if !ok {
+	if !ok || g.preempting == nil || g.preempting.id != id {
 		return eff
 	}
-	if g.refusedUnits == nil {
-		g.refusedUnits = map[string]time.Time{}
+	if avoid {
+		if g.refusedUnits == nil {
+			g.refusedUnits = map[string]time.Time{}
+		}
+		g.refusedUnits[unit] = c.cfg.Clock.Now().Add(g.timeout)
 	}
-	g.refusedUnits[unit] = c.cfg.Clock.Now().Add(g.timeout)
 	c.endPreemptionLocked(g, &eff)
 	c.wakeGangLocked(g.key, &eff)
 	return eff
@@ -300,6 +316,11 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) 
 	units := map[string]*victimUnit{}
 	tooHigh := sets.New[string]()
 	going = &victimUnit{}
+	for unit, until := range g.refusedUnits {
+		if !now.Before(until) {
+			delete(g.refusedUnits, unit)
+		}
+	}
 	for _, ni := range nodes {
 		if ni.Node() == nil {
 			continue
@@ -352,7 +373,7 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) 
 		if until, refused := g.refusedUnits[key]; refused && now.Before(until) {
 			continue // its eviction was refused a moment ago
 		}
-		if c.cfg.Budgets != nil && !c.cfg.Budgets.Allow(u.pods) {
+		if c.cfg.Budgets != nil && !c.cfg.Budgets.Tally().Add(u.pods) {
 			blocked = append(blocked, u)
 			continue
 		}

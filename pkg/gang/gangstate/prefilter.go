@@ -48,7 +48,7 @@ func (c *Cache) PreFilterOrdinary(pod *v1.Pod, nodes []fwk.NodeInfo) (Verdict, E
 	now := c.cfg.Clock.Now()
 	c.refreshHeadLocked(nodes, now, &eff)
 	r := rank{priority: corev1helpers.PodPriority(pod), created: pod.CreationTimestamp.Time, key: pod.Namespace + "/" + pod.Name}
-	return Verdict{Held: c.heldLocked("", r, now)}, eff
+	return Verdict{Held: c.heldLocked("", r, now, false)}, eff
 }
 
 // PreFilter decides for a gang member: follow the gang's plan, go as an
@@ -115,13 +115,13 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 
 // follow sends a member to its planned node.
 func (c *Cache) follow(g *gang, s *slot, now time.Time) Verdict {
-	return Verdict{Node: s.node, Held: c.heldLocked(g.key, g.rank, now)}
+	return Verdict{Node: s.node, Held: c.heldLocked(g.key, g.rank, now, true)}
 }
 
 // startedLocked lets a member of a started gang go as it comes, inside the
 // gang's required domain.
 func (c *Cache) startedLocked(g *gang, cen census, required string, nodes []fwk.NodeInfo, now time.Time) Verdict {
-	v := Verdict{Held: c.heldLocked(g.key, g.rank, now)}
+	v := Verdict{Held: c.heldLocked(g.key, g.rank, now, false)}
 	if values := domainOf(nodes, required, cen.nodes); values.Len() > 0 {
 		v.Nodes = nodesIn(nodes, required, values)
 	}
@@ -157,7 +157,7 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 	// Before the held room: a claim is not held from a gang that may
 	// preempt its claimant.
 	g.mayPreempt = c.cfg.Preemption && !slices.ContainsFunc(cen.pending, neverPreempts)
-	held := c.heldLocked(g.key, g.rank, now)
+	held := c.heldLocked(g.key, g.rank, now, true)
 	req := placement.Request{
 		Nodes:   c.anchored(c.planNodes(nodes, held, false), required, cen),
 		Members: membersOf(cen.pending, g.avoidNow(now)), Needed: needed, Options: c.cfg.Placement,
