@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -485,16 +486,35 @@ func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
 			return
 		}
 	}
+	started := sets.New[string]()
 	for _, v := range victims {
-		if err := evict(v.Pod, false); err != nil {
+		err := evict(v.Pod, false)
+		if err != nil && started.Has(v.Unit) {
+			// Part of this unit is gone already: the rest of it must go
+			// too, or a victim gang is left partial. A budget spent by
+			// someone else since the dry run frees up again; keep trying
+			// until the deadline.
+			err = wait.ExponentialBackoffWithContext(ctx, evictRetry, func(context.Context) (bool, error) {
+				if err := evict(v.Pod, false); err != nil {
+					logger.V(2).Info("Retrying the eviction of a preemption victim", "pod", klog.KObj(v.Pod), "err", err)
+					return false, nil
+				}
+				return true, nil
+			})
+		}
+		if err != nil {
 			// Refused between the dry run and now: the rest of the
 			// preemption stays, and the gang chooses again.
 			refuse(v, err)
 			return
 		}
+		started.Insert(v.Unit)
 		s.events.pod(v.Pod, v1.EventTypeNormal, "Preempted", v.Message)
 	}
 }
+
+// evictRetry paces the evictions retried within a victim unit begun.
+var evictRetry = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 10, Cap: 10 * time.Second}
 
 // membersMissing reports, and records as an Event, why a gang that has not
 // started cannot start yet for want of members; "" when enough exist.

@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
@@ -17,12 +18,15 @@ import (
 type evictions struct {
 	mu            sync.Mutex
 	dryRun, names []string
+	// refuse, per pod, is how many more real evictions to refuse with a
+	// 429, as a budget spent since the dry run would.
+	refuse map[string]int
 }
 
 // recordEvictions installs the reactor; newHarness calls it before any
 // informer runs, as the fake's reactor chain may not change after.
 func (h *harness) recordEvictions() *evictions {
-	ev := &evictions{}
+	ev := &evictions{refuse: map[string]int{}}
 	h.client.PrependReactor("create", "pods", func(a clienttesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() != "eviction" {
 			return false, nil, nil
@@ -36,6 +40,10 @@ func (h *harness) recordEvictions() *evictions {
 		if e.DeleteOptions != nil && len(e.DeleteOptions.DryRun) > 0 {
 			ev.dryRun = append(ev.dryRun, e.Name)
 			return true, nil, nil
+		}
+		if ev.refuse[e.Name] > 0 {
+			ev.refuse[e.Name]--
+			return true, nil, apierrors.NewTooManyRequests("the budget was spent since the dry run", 0)
 		}
 		ev.names = append(ev.names, e.Name)
 		return true, nil, h.client.Tracker().Delete(v1.SchemeGroupVersion.WithResource("pods"), e.Namespace, e.Name)
@@ -150,5 +158,33 @@ func TestHigherGangTakesAClaimedRoom(t *testing.T) {
 	}
 	if got := ev.evicted(); len(got) != 1 {
 		t.Errorf("evicted %v, want only the claimant's victim", got)
+	}
+}
+
+// A victim gang whose eviction has begun goes whole: a later member's
+// eviction refused for a while (its budget spent since the dry run) is
+// retried rather than left running without its gang.
+func TestVictimGangEvictionBegunGoesWhole(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	h.podGroup("victim", 2)
+	victims := []*v1.Pod{member("victim", 0, "4"), member("victim", 1, "4")}
+	for i, p := range victims {
+		p.Spec.NodeName, p.Spec.Priority = []string{"n1", "n2"}[i], ptr.To[int32](10)
+	}
+	h.pods(victims...)
+	h.evictions.mu.Lock()
+	h.evictions.refuse["victim-1"] = 2
+	h.evictions.mu.Unlock()
+
+	h.podGroup("high", 1)
+	high := member("high", 0, "4")
+	high.Spec.Priority = ptr.To[int32](1000)
+	h.pods(high)
+	if _, s := h.schedule(high); !strings.Contains(s.Message(), "preempting 2 pods") {
+		t.Fatalf("the gang should preempt the victim gang whole, got %v", s)
+	}
+	h.waitFor("both members of the victim gang evicted", func() bool { return len(h.evictions.evicted()) == 2 })
+	if got := h.events("EvictionRefused"); len(got) > 0 {
+		t.Errorf("a refusal within a begun unit must be retried, not reported: %v", got)
 	}
 }
