@@ -59,6 +59,17 @@ func ordinaryAt(name, node string, prio int32, cpu string) *v1.Pod {
 	return p
 }
 
+// gangOfOne creates a PodGroup of one member asking for 4 CPUs at
+// priority prio, and the member.
+func (h *harness) gangOfOne(name string, prio int32) *v1.Pod {
+	h.t.Helper()
+	h.podGroup(name, 1)
+	p := member(name, 0, "4")
+	p.Spec.Priority = ptr.To(prio)
+	h.pods(p)
+	return p
+}
+
 func (ev *evictions) evicted() []string {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
@@ -76,10 +87,7 @@ func TestGangPreemptsThroughTheFramework(t *testing.T) {
 	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
 
-	h.podGroup("g", 1)
-	g := member("g", 0, "4")
-	g.Spec.Priority = ptr.To[int32](1000)
-	h.pods(g)
+	g := h.gangOfOne("g", 1000)
 	if _, s := h.schedule(g); s.IsSuccess() || !strings.Contains(s.Message(), "preempting 1 pods of lower priority") {
 		t.Fatalf("the gang should preempt one pod, got %v", s)
 	}
@@ -114,10 +122,7 @@ func TestGangPreemptorGoneReleasesItsClaim(t *testing.T) {
 	h := newHarness(t, node("n1", "4"))
 	low := ordinaryAt("low", "n1", 10, "4")
 	h.pods(low)
-	h.podGroup("g", 1)
-	g := member("g", 0, "4")
-	g.Spec.Priority = ptr.To[int32](1000)
-	h.pods(g)
+	g := h.gangOfOne("g", 1000)
 	if _, s := h.schedule(g); !strings.Contains(s.Message(), "preempting 1 pods") {
 		t.Fatalf("the gang should preempt, got %v", s)
 	}
@@ -139,20 +144,14 @@ func TestHigherGangTakesAClaimedRoom(t *testing.T) {
 	low := ordinaryAt("low", "n1", 10, "4")
 	mid := ordinaryAt("mid", "n2", 100, "4")
 	h.pods(low, mid)
-	h.podGroup("claimant", 1)
-	claimant := member("claimant", 0, "4")
-	claimant.Spec.Priority = ptr.To[int32](50)
-	h.pods(claimant)
+	claimant := h.gangOfOne("claimant", 50)
 	if _, s := h.schedule(claimant); !strings.Contains(s.Message(), "preempting 1 pods") {
 		t.Fatalf("the claimant should preempt the low pod, got %v", s)
 	}
 	h.waitFor("the low pod gone", func() bool { return !h.informerHas(low, func(*v1.Pod) bool { return true }) })
 	h.refresh()
 
-	h.podGroup("high", 1)
-	high := member("high", 0, "4")
-	high.Spec.Priority = ptr.To[int32](1000)
-	h.pods(high)
+	high := h.gangOfOne("high", 1000)
 	if node, s := h.schedule(high); node != "n1" || !s.IsSuccess() {
 		t.Fatalf("the higher gang should take the claimed room on n1: %q %v", node, s)
 	}
@@ -176,10 +175,7 @@ func TestVictimGangEvictionBegunGoesWhole(t *testing.T) {
 	h.evictions.refuse["victim-1"] = 2
 	h.evictions.mu.Unlock()
 
-	h.podGroup("high", 1)
-	high := member("high", 0, "4")
-	high.Spec.Priority = ptr.To[int32](1000)
-	h.pods(high)
+	high := h.gangOfOne("high", 1000)
 	if _, s := h.schedule(high); !strings.Contains(s.Message(), "preempting 2 pods") {
 		t.Fatalf("the gang should preempt the victim gang whole, got %v", s)
 	}
