@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	v1qos "k8s.io/kubernetes/pkg/apis/core/v1/helper/qos"
 
+	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/report"
 )
@@ -144,6 +146,57 @@ func TestMeasure(t *testing.T) {
 	empty := measure(report.Run{}, t0)
 	if empty.BindThroughput != nil || empty.GangLatencyP50Ms != nil || empty.NodesPerGang != nil || empty.NUMAZonesPerPod != nil {
 		t.Errorf("figures of an empty run should be undefined: %+v", empty)
+	}
+}
+
+func TestAPISkew(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(us int) time.Time { return t0.Add(time.Duration(us) * time.Microsecond) }
+	gang := func(name string, min int) report.Gang {
+		return report.Gang{Namespace: "ns", Name: name, MinMember: min, Created: t0}
+	}
+	member := func(gang string, i int) report.Pod {
+		// Watched much later and further apart than the apiserver answered.
+		return report.Pod{Namespace: "ns", Name: fmt.Sprintf("%s-%d", gang, i), Gang: gang, CPUMilli: 1000,
+			Created: t0, Bound: at(100000 + 50000*i), Node: "n1"}
+	}
+	run := report.Run{
+		Nodes: []report.Node{{Name: "n1", Rack: "r1", CPUs: 64, Memory: 8 * gi}},
+		// a: quorum 2 of 3, the extra member bound much later; b: one
+		// member not timed at the proxy; c: partial.
+		Gangs: []report.Gang{gang("a", 2), gang("b", 2), gang("c", 2)},
+		Pods: []report.Pod{member("a", 0), member("a", 1), member("a", 2), member("b", 0), member("b", 1),
+			member("c", 0), {Namespace: "ns", Name: "c-1", Gang: "c", Created: t0}},
+	}
+	// Sent 500us before each answer, but a-1's answer took 1.5 ms.
+	timing := func(answered int) controlplane.BindTiming {
+		return controlplane.BindTiming{Sent: at(answered - 500), Answered: at(answered)}
+	}
+	binds := map[string]controlplane.BindTiming{
+		"ns/a-0": timing(2000), "ns/a-1": timing(770), "ns/a-2": timing(90000),
+		"ns/b-0": timing(1000), "ns/c-0": timing(1000),
+	}
+	a1 := binds["ns/a-1"]
+	a1.Sent = at(-730)
+	binds["ns/a-1"] = a1
+	var m Metrics
+	m.apiSkew(run, binds)
+	for name, got := range map[string]*float64{"p50": m.BindSkewAPIP50Ms, "p99": m.BindSkewAPIP99Ms, "max": m.BindSkewAPIMaxMs} {
+		// Only a counts: 2000us - 770us, to 0.1 ms.
+		if got == nil || *got != 1.2 {
+			t.Errorf("apiserver skew %s = %v, want 1.2", name, deref(got))
+		}
+	}
+	for name, got := range map[string]*float64{"p50": m.BindSkewSentP50Ms, "p99": m.BindSkewSentP99Ms} {
+		// 1500us - (-730us).
+		if got == nil || *got != 2.2 {
+			t.Errorf("sent skew %s = %v, want 2.2", name, deref(got))
+		}
+	}
+	var none Metrics
+	none.apiSkew(run, nil)
+	if none.BindSkewAPIP99Ms != nil {
+		t.Errorf("with no bind timed, the apiserver skew should be undefined, got %v", *none.BindSkewAPIP99Ms)
 	}
 }
 

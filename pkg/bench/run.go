@@ -145,7 +145,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	}
 	// The run's duration is the scheduler's, without the kubelet's wait.
 	endedAt := time.Now()
-	apiCounts := counter.Counts()
+	apiCounts, bindTimes := counter.Counts(), counter.BindTimes()
 	var peakRSS *float64
 	if rss, ok, err := sch.PeakRSS(); err != nil {
 		logger.Error(err, "Reading the scheduler's peak memory")
@@ -164,6 +164,7 @@ func (r *runner) run(ctx context.Context, s Scenario, mode Mode, sched Scheduler
 	}
 	m = measure(run, origin)
 	m.countAPI(apiCounts)
+	m.apiSkew(run, bindTimes)
 	m.SchedulerPeakRSSMiB = peakRSS
 	if cpus != nil {
 		m.NUMAStrandedCPUs = val(float64(stranded(cpus, nodes, s.smallestPinned())))

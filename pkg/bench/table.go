@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -65,6 +66,11 @@ var rows = []row{
 	{"bind skew p50", "bindSkewP50Ms", millis, func(m *Metrics) *float64 { return m.BindSkewP50Ms }},
 	{"bind skew p99", "bindSkewP99Ms", millis, func(m *Metrics) *float64 { return m.BindSkewP99Ms }},
 	{"bind skew max", "bindSkewMaxMs", millis, func(m *Metrics) *float64 { return m.BindSkewMaxMs }},
+	{"bind skew p50, apiserver's answers", "bindSkewAPIP50Ms", millis, func(m *Metrics) *float64 { return m.BindSkewAPIP50Ms }},
+	{"bind skew p99, apiserver's answers", "bindSkewAPIP99Ms", millis, func(m *Metrics) *float64 { return m.BindSkewAPIP99Ms }},
+	{"bind skew max, apiserver's answers", "bindSkewAPIMaxMs", millis, func(m *Metrics) *float64 { return m.BindSkewAPIMaxMs }},
+	{"bind skew p50, bindings sent", "bindSkewSentP50Ms", millis, func(m *Metrics) *float64 { return m.BindSkewSentP50Ms }},
+	{"bind skew p99, bindings sent", "bindSkewSentP99Ms", millis, func(m *Metrics) *float64 { return m.BindSkewSentP99Ms }},
 	{"nodes per gang (mean)", "nodesPerGangMean", average, func(m *Metrics) *float64 { return m.NodesPerGang }},
 	{"ideal nodes per gang (mean)", "idealNodesPerGangMean", average, func(m *Metrics) *float64 { return m.IdealNodesPerGang }},
 	{"nodes / ideal (mean)", "nodesOverIdealMean", average, func(m *Metrics) *float64 { return m.NodesOverIdeal }},
@@ -224,6 +230,8 @@ func format(k kind, v *float64) string {
 			return fmt.Sprintf("%.1fs", x/1000)
 		case x >= 1000:
 			return fmt.Sprintf("%.2fs", x/1000)
+		case x < 10 && x != math.Trunc(x):
+			return fmt.Sprintf("%.1fms", x)
 		default:
 			return fmt.Sprintf("%.0fms", x)
 		}

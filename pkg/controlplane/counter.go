@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
@@ -45,11 +46,21 @@ type RequestCounter struct {
 	// sees them; forbidden lists those the apiserver refused with 403.
 	uses      map[string]int64
 	forbidden map[string]bool
+	// binds times each pod's first successful binding, by
+	// "namespace/name".
+	binds map[string]BindTiming
+}
+
+// BindTiming is when a pod's successful binding reached the proxy on its
+// way to the apiserver, and when the apiserver's answer came back: the
+// moment the pod was bound, with no watch delivery in between.
+type BindTiming struct {
+	Sent, Answered time.Time
 }
 
 // NewRequestCounter returns a counter at zero.
 func NewRequestCounter() *RequestCounter {
-	return &RequestCounter{counts: map[string]int64{}, uses: map[string]int64{}, forbidden: map[string]bool{}}
+	return &RequestCounter{counts: map[string]int64{}, uses: map[string]int64{}, forbidden: map[string]bool{}, binds: map[string]BindTiming{}}
 }
 
 // Uses returns how many requests were made of each RBAC verb on each
@@ -86,6 +97,32 @@ func use(r *http.Request) string {
 	return info.Verb + " " + res
 }
 
+// BindTimes returns the timing of each pod's first successful binding, by
+// "namespace/name".
+func (c *RequestCounter) BindTimes() map[string]BindTiming {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.binds)
+}
+
+func (c *RequestCounter) bound(pod string, t BindTiming) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, seen := c.binds[pod]; !seen {
+		c.binds[pod] = t
+	}
+}
+
+// boundPod names the pod of a binding request: "namespace/name" from
+// /api/v1/namespaces/<namespace>/pods/<name>/binding, "" for any other.
+func boundPod(method, path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if method != http.MethodPost || len(parts) != 7 || parts[0] != "api" || parts[2] != "namespaces" || parts[4] != "pods" || parts[6] != "binding" {
+		return ""
+	}
+	return parts[3] + "/" + parts[5]
+}
+
 // used counts a use when its request arrives: a watch is answered only
 // when it ends.
 func (c *RequestCounter) used(u string) {
@@ -100,15 +137,21 @@ func (c *RequestCounter) refused(u string) {
 	c.forbidden[u] = true
 }
 
-// statusRecorder reports a 403 as the proxy writes it.
+// statusRecorder reports a 403, and a binding's success, as the proxy
+// writes the apiserver's answer.
 type statusRecorder struct {
 	http.ResponseWriter
 	onForbidden func()
+	// onSuccess, when set, is told of a 2xx answer.
+	onSuccess func()
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if code == http.StatusForbidden {
+	switch {
+	case code == http.StatusForbidden:
 		s.onForbidden()
+	case code >= 200 && code < 300 && s.onSuccess != nil:
+		s.onSuccess()
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -194,7 +237,12 @@ func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCount
 		counter.count(r)
 		u := use(r)
 		counter.used(u)
-		proxy.ServeHTTP(&statusRecorder{ResponseWriter: w, onForbidden: func() { counter.refused(u) }}, r)
+		sr := &statusRecorder{ResponseWriter: w, onForbidden: func() { counter.refused(u) }}
+		if pod := boundPod(r.Method, r.URL.Path); pod != "" {
+			sent := time.Now()
+			sr.onSuccess = func() { counter.bound(pod, BindTiming{Sent: sent, Answered: time.Now()}) }
+		}
+		proxy.ServeHTTP(sr, r)
 	})}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

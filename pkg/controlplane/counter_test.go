@@ -21,3 +21,18 @@ func TestRequestKind(t *testing.T) {
 		}
 	}
 }
+
+func TestBoundPod(t *testing.T) {
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodPost, "/api/v1/namespaces/ns/pods/p/binding", "ns/p"},
+		{http.MethodPost, "/api/v1/namespaces/ns/pods/p/binding/", "ns/p"},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/p/binding", ""},
+		{http.MethodPost, "/api/v1/namespaces/ns/pods/p/eviction", ""},
+		{http.MethodPost, "/api/v1/namespaces/ns/bindings", ""},
+		{http.MethodPost, "/apis/x/v1/namespaces/ns/pods/p/binding", ""},
+	} {
+		if got := boundPod(tc.method, tc.path); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+}

@@ -175,6 +175,10 @@ func checkSane(t *testing.T, where string, s bench.Scenario, m bench.Metrics) {
 	}
 	ordered("gang latency p50 <= p99", m.GangLatencyP50Ms, m.GangLatencyP99Ms)
 	ordered("bind skew p50 <= p99 <= max", m.BindSkewP50Ms, m.BindSkewP99Ms, m.BindSkewMaxMs)
+	// Every scheduler binds through the counting proxy, which times the
+	// apiserver's answers.
+	ordered("bind skew at the apiserver p50 <= p99 <= max", m.BindSkewAPIP50Ms, m.BindSkewAPIP99Ms, m.BindSkewAPIMaxMs)
+	ordered("bind skew of the bindings sent p50 <= p99", m.BindSkewSentP50Ms, m.BindSkewSentP99Ms)
 	ordered("ideal nodes <= nodes per gang", m.IdealNodesPerGang, m.NodesPerGang)
 	ordered("1 <= racks per gang <= max", val(1), m.RacksPerGang, m.RacksPerGangMax)
 	if m.NodesOverIdeal == nil || *m.NodesOverIdeal < 1 {
