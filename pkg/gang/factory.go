@@ -294,8 +294,12 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 			if !ok1 || !ok2 {
 				return
 			}
-			if old.Spec.NodeName == "" && pod.Spec.NodeName != "" && podgroup.KeyOf(pod) != "" {
-				s.apply(s.logger, s.cache.PodBound(pod))
+			if old.Spec.NodeName == "" && pod.Spec.NodeName != "" {
+				if podgroup.KeyOf(pod) != "" {
+					s.apply(s.logger, s.cache.PodBound(pod))
+				} else {
+					s.apply(s.logger, s.cache.OrdinaryDone(pod))
+				}
 			}
 			if pod.Spec.NodeName != "" && !podgroup.IsTerminal(old) && podgroup.IsTerminal(pod) {
 				s.cache.RoomFreed()

@@ -46,6 +46,7 @@ var (
 	_ fwk.PostFilterPlugin  = &Gang{}
 	_ fwk.ReservePlugin     = &Gang{}
 	_ fwk.PermitPlugin      = &Gang{}
+	_ fwk.PostBindPlugin    = &Gang{}
 	_ fwk.EnqueueExtensions = &Gang{}
 )
 
@@ -236,13 +237,26 @@ func (pl *Gang) Unreserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, n
 	pl.s.topo.Forget(pod.UID)
 	if podgroup.KeyOf(pod) != "" {
 		pl.s.apply(klog.FromContext(ctx), pl.s.cache.Unreserve(pod))
+		return
 	}
+	pl.s.apply(klog.FromContext(ctx), pl.s.cache.OrdinaryDone(pod))
+}
+
+// PostBind tells the bind budget that a binding completed, as soon as the
+// apiserver answered rather than when the informer shows it (which it
+// still does without this extension point enabled).
+func (pl *Gang) PostBind(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	pl.s.apply(klog.FromContext(ctx), pl.s.cache.PostBind(pod))
 }
 
 // Permit holds members until the quorum is assumed, then lets them all go in
 // one step.
 func (pl *Gang) Permit(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (*fwk.Status, time.Duration) {
 	if podgroup.KeyOf(pod) == "" {
+		// Ordinary pods take their turn under the bind budget too.
+		if d := pl.s.cache.PermitOrdinary(pod); !d.Allow {
+			return fwk.NewStatus(fwk.Wait, d.Reason), d.Wait
+		}
 		return nil, 0
 	}
 	pg, status := pl.podGroupOf(pod)

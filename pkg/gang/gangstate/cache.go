@@ -98,8 +98,14 @@ type Cache struct {
 	freed   uint64
 	freedAt time.Time
 	planID  uint64
-	// ready lists, in order, gangs waiting for the bind budget.
-	ready []string
+	// line lists, in order, the gangs and ordinary pods waiting for the
+	// bind budget (pacing.go).
+	line []lineEntry
+	// ordinary holds the ordinary pods that pacing knows: true while
+	// binding, false while waiting in line; ordinaryBinding counts the
+	// first.
+	ordinary        map[types.UID]bool
+	ordinaryBinding int
 }
 
 // New returns an empty cache.
@@ -113,7 +119,7 @@ func New(cfg Config) *Cache {
 	if cfg.Schedulers == nil {
 		cfg.Schedulers = sets.New[string]()
 	}
-	return &Cache{cfg: cfg, gangs: map[string]*gang{}, parked: map[types.UID]*v1.Pod{}}
+	return &Cache{cfg: cfg, gangs: map[string]*gang{}, parked: map[types.UID]*v1.Pod{}, ordinary: map[types.UID]bool{}}
 }
 
 // AddScheduler records another profile name of this scheduler: its pods are

@@ -320,6 +320,78 @@ func TestBindPacingLargeGang(t *testing.T) {
 	}
 }
 
+// Ordinary pods take their turn under the bind budget: each is one unit,
+// going at once while the budget has room and nothing waits in line, and
+// otherwise waiting in line behind the gangs before it. A binding counts
+// until PostBind, or until the informer shows the pod bound.
+func TestBindPacingOrdinaryPods(t *testing.T) {
+	f, g := newFixture(t, 2, 2, 4)
+	f.c.cfg.BindBudget = 2
+	ordinary := func(name string) *v1.Pod {
+		p := st.MakePod().Name(name).Namespace("ns").UID(name).SchedulerName("lockstep").
+			Req(map[v1.ResourceName]string{v1.ResourceCPU: "1"}).Obj()
+		_ = f.pods.Add(p)
+		return p
+	}
+	o1, o2, o3, o4 := ordinary("o1"), ordinary("o2"), ordinary("o3"), ordinary("o4")
+	allowed := func(eff Effects) sets.Set[types.UID] { return sets.New(eff.Allow...) }
+
+	for _, p := range []*v1.Pod{o1, o2} {
+		if d := f.c.PermitOrdinary(p); !d.Allow {
+			t.Fatalf("%s: the budget has room and nothing waits, yet %+v", p.Name, d)
+		}
+	}
+	f.place(t, g[0])
+	if d, _ := f.place(t, g[1]); d.Allow || f.c.Phase("ns/g") != Planned {
+		t.Fatalf("two ordinary pods binding fill the budget of 2: the gang must wait, got %+v, phase %s", d, f.c.Phase("ns/g"))
+	}
+	if eff := f.c.PostBind(o1); len(eff.Allow) != 0 {
+		t.Fatalf("1 binding + the gang's 2 exceed the budget: %v", eff.Allow)
+	}
+	// The budget has room for one, but the gang waits in line first.
+	d := f.c.PermitOrdinary(o3)
+	if d.Allow || d.Wait <= 0 || d.Reason == "" {
+		t.Fatalf("an ordinary pod behind a gang in line must wait with a reason: %+v", d)
+	}
+	d = f.c.PermitOrdinary(o4)
+	if d.Allow {
+		t.Fatalf("o4 is behind the gang and o3: %+v", d)
+	}
+	// o4 fails (its wait timed out, or its node went): the line skips it.
+	if eff := f.c.OrdinaryDone(o4); len(eff.Allow) != 0 {
+		t.Fatalf("nothing may go before the gang: %v", eff.Allow)
+	}
+	// The informer shows o2 bound (no PostBind): the gang goes, o3 not yet.
+	if eff := f.c.OrdinaryDone(o2); !allowed(eff).Equal(sets.New[types.UID]("g-0", "g-1")) || f.c.Phase("ns/g") != Binding {
+		t.Fatalf("the budget freed: the gang goes whole, first in line; allowed %v, phase %s", eff.Allow, f.c.Phase("ns/g"))
+	}
+	if eff := f.c.PostBind(o1); len(eff.Allow) != 0 {
+		t.Fatalf("a second PostBind for o1 counted again: %v", eff.Allow)
+	}
+	if eff := f.c.PostBind(g[0]); !allowed(eff).Equal(sets.New[types.UID]("o3")) {
+		t.Fatalf("a member's binding answered leaves room for o3, next in line: %v", eff.Allow)
+	}
+	// The informer then shows the member bound: it is not counted twice.
+	bound := g[0].DeepCopy()
+	bound.Spec.NodeName = "n0"
+	_ = f.pods.Update(bound)
+	f.c.PodBound(bound)
+	if n := f.c.bindingLocked(); n != 2 {
+		t.Fatalf("g-1 and o3 are binding, counted %d", n)
+	}
+	// An ordinary pod deleted while binding frees its place.
+	f.c.PodDeleted(o3)
+	if n := f.c.bindingLocked(); n != 1 {
+		t.Fatalf("o3 was deleted: 1 binding left, counted %d", n)
+	}
+
+	// With pacing off, ordinary pods are not tracked at all.
+	h, _ := newFixture(t, 2, 2, 4)
+	if d := h.c.PermitOrdinary(o1); !d.Allow || len(h.c.ordinary) != 0 {
+		t.Fatalf("budget 0: %+v, tracked %v", d, h.c.ordinary)
+	}
+}
+
 // The Placed Event names every released member by node, in order, and
 // stays under the Event API's message limit for a big gang.
 func TestAssignments(t *testing.T) {

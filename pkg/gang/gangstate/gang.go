@@ -59,6 +59,9 @@ type slot struct {
 	request placement.Resources
 	zones   []string
 	state   slotState
+	// answered is set once the apiserver bound an assumed member (its
+	// PostBind): its binding no longer counts against the bind budget.
+	answered bool
 }
 
 // plan is a whole-gang placement that members follow one cycle each.

@@ -123,6 +123,9 @@ func (c *Cache) PodDeleted(pod *v1.Pod) Effects {
 	c.roomFreedLocked()
 	delete(c.parked, pod.UID)
 	c.victimGoneLocked(pod.UID, &eff)
+	if c.forgetOrdinaryLocked(pod.UID) {
+		c.releaseReadyLocked(&eff)
+	}
 	g, ok := c.gangs[podgroup.KeyOf(pod)]
 	if !ok {
 		return eff

@@ -27,7 +27,7 @@ func (c *Cache) Reserve(pod *v1.Pod, node string) {
 	g.assumed[pod.UID] = node
 	if g.plan != nil {
 		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
-			s.state = slotAssumed
+			s.state, s.answered = slotAssumed, false
 		}
 	}
 }
