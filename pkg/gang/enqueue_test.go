@@ -47,9 +47,39 @@ func TestPreEnqueue(t *testing.T) {
 				t.Fatalf("got %v, want %v with %q", s, tc.wantCode, tc.wantMsg)
 			}
 			if tc.wantEvent != "" {
+				// Progress Events wait progressDelay for the other members.
+				h.clock.Step(progressDelay)
 				h.waitEvent(tc.wantEvent)
 			}
 		})
+	}
+}
+
+// Members created together get no WaitingForMembers Event: the one held
+// back at the first member is dropped once the last one exists.
+func TestMembersArrivingTogetherGetNoEvent(t *testing.T) {
+	h := newHarness(t, node("n1", "8"))
+	pg := h.podGroup("g", 2)
+	first, second := member("g", 0, "1"), member("g", 1, "1")
+	h.pods(first)
+	if s := h.pl.PreEnqueue(h.ctx, first); s.IsSuccess() {
+		t.Fatalf("one member of two: %v", s)
+	}
+	held := func() bool {
+		h.pl.s.events.mu.Lock()
+		defer h.pl.s.events.mu.Unlock()
+		_, ok := h.pl.s.events.pending[progressKey(pg, "WaitingForMembers")]
+		return ok
+	}
+	if !held() {
+		t.Fatal("no WaitingForMembers Event held back for the first member")
+	}
+	h.pods(second)
+	if s := h.pl.PreEnqueue(h.ctx, second); !s.IsSuccess() {
+		t.Fatalf("both members exist: %v", s)
+	}
+	if held() {
+		t.Fatal("the WaitingForMembers Event is still held back after the last member arrived")
 	}
 }
 

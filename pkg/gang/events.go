@@ -24,6 +24,11 @@ const eventRepeat = 30 * time.Second
 // newest count is always on display.
 const progressRepeat = 5 * time.Second
 
+// progressDelay is how long a progress Event waits before its first
+// recording: the members of a gang created together arrive within it, and
+// a gang that waits for nothing by then gets no Event at all (settle).
+const progressDelay = 2 * time.Second
+
 // eventer records Events on PodGroups and pods, dropping repeats of the same
 // message within eventRepeat. It records core/v1 Events: the events.k8s.io
 // recorder folds Events of the same subject and reason into a series that
@@ -102,22 +107,43 @@ func (e *eventer) podGroupProgress(pg *v1alpha1.PodGroup, eventType, reason, msg
 	if e.off() {
 		return
 	}
-	key := "pg/" + podgroup.KeyOfGroup(pg) + "/" + reason
+	key := progressKey(pg, reason)
 	record := func() { e.recorder.Event(podgroup.Reference(pg), eventType, reason, msg) }
-	if e.freshEvery(key, msg, progressRepeat) {
+	if e.seen(key) && e.freshEvery(key, msg, progressRepeat) {
 		record()
 		return
 	}
 	e.holdBack(key, msg, record)
 }
 
+func progressKey(pg *v1alpha1.PodGroup, reason string) string {
+	return "pg/" + podgroup.KeyOfGroup(pg) + "/" + reason
+}
+
+// seen reports whether an Event was recorded under key.
+func (e *eventer) seen(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.last[key]
+	return ok
+}
+
+// settle drops the progress Event held back for a PodGroup: what it
+// reported no longer holds (the members it waited for exist).
+func (e *eventer) settle(pg *v1alpha1.PodGroup, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.pending, progressKey(pg, reason))
+}
+
 // holdBack keeps the newest progress Event under key and records it when
-// progressRepeat has passed since the last one, unless it was recorded
-// already.
+// progressRepeat has passed since the last one (progressDelay after the
+// first), unless it was recorded already or settled meanwhile.
 func (e *eventer) holdBack(key, msg string, record func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s, ok := e.last[key]; ok && s.msg == msg {
+	last, recorded := e.last[key]
+	if recorded && last.msg == msg {
 		return
 	}
 	_, armed := e.pending[key]
@@ -125,7 +151,10 @@ func (e *eventer) holdBack(key, msg string, record func()) {
 	if armed {
 		return
 	}
-	wait := progressRepeat - e.clock.Since(e.last[key].at)
+	wait := progressDelay
+	if recorded {
+		wait = progressRepeat - e.clock.Since(last.at)
+	}
 	// A fake clock runs timer callbacks holding its own lock.
 	e.clock.AfterFunc(wait, func() { go e.flush(key) })
 }

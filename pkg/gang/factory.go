@@ -531,6 +531,7 @@ func (s *shared) membersMissing(logger klog.Logger, pg *v1alpha1.PodGroup) strin
 	}
 	min := podgroup.MinMember(pg)
 	if m.Started || m.Exist >= min {
+		s.events.settle(pg, "WaitingForMembers")
 		return ""
 	}
 	msg := fmt.Sprintf("%d/%d members exist", m.Exist, min)
