@@ -52,7 +52,7 @@ func disrupt(pg *v1alpha1.PodGroup, pods []corev1.Pod, cause string, mode podgro
 	if mode == podgroup.DisruptionAll {
 		for i := range pods {
 			p := &pods[i]
-			if podgroup.NameOf(p) == pg.Name && !podgroup.IsTerminal(p) && p.DeletionTimestamp == nil {
+			if podgroup.Belongs(p, pg) && !podgroup.IsTerminal(p) && p.DeletionTimestamp == nil {
 				d.evict = append(d.evict, p.UID)
 			}
 		}
@@ -70,7 +70,7 @@ func partialSince(pg *v1alpha1.PodGroup, pods []corev1.Pod) (time.Time, bool) {
 	var since time.Time
 	for i := range pods {
 		p := &pods[i]
-		if podgroup.NameOf(p) != pg.Name || !podgroup.IsBound(p) || podgroup.IsTerminal(p) {
+		if !podgroup.Belongs(p, pg) || !podgroup.IsBound(p) || podgroup.IsTerminal(p) {
 			continue
 		}
 		at := p.CreationTimestamp.Time
@@ -97,7 +97,7 @@ func (r *reconciler) markDisrupted(ctx context.Context, pg *v1alpha1.PodGroup, d
 	if len(d.evict) > 0 {
 		pg.Annotations[podgroup.AnnotationEvicting] = joinUIDs(d.evict)
 	}
-	if err := r.client.Update(ctx, pg); err != nil {
+	if err := r.saveAnnotations(ctx, pg); err != nil {
 		return fmt.Errorf("marking PodGroup %s/%s incomplete: %w", pg.Namespace, pg.Name, err)
 	}
 	return nil
@@ -110,7 +110,7 @@ func (r *reconciler) clearIncomplete(ctx context.Context, pg *v1alpha1.PodGroup)
 		return false, nil
 	}
 	delete(pg.Annotations, podgroup.AnnotationIncomplete)
-	if err := r.client.Update(ctx, pg); err != nil {
+	if err := r.saveAnnotations(ctx, pg); err != nil {
 		return false, fmt.Errorf("clearing PodGroup %s/%s incomplete: %w", pg.Namespace, pg.Name, err)
 	}
 	return true, nil
@@ -164,10 +164,19 @@ func (r *reconciler) evictPending(ctx context.Context, pg *v1alpha1.PodGroup, po
 	} else {
 		pg.Annotations[podgroup.AnnotationEvicting] = joinUIDs(left)
 	}
-	if err := r.client.Update(ctx, pg); err != nil {
+	if err := r.saveAnnotations(ctx, pg); err != nil {
 		return len(left), fmt.Errorf("recording the members left to evict: %w", err)
 	}
 	return len(left), refused
+}
+
+// saveAnnotations writes the PodGroup's annotations, where the controller
+// keeps what it decided about a disruption.
+func (r *reconciler) saveAnnotations(ctx context.Context, pg *v1alpha1.PodGroup) error {
+	if r.save != nil {
+		return r.save(ctx, pg)
+	}
+	return r.client.Update(ctx, pg)
 }
 
 func joinUIDs(uids []types.UID) string {

@@ -1,6 +1,8 @@
 // Package controller keeps PodGroup status true: it counts each gang's member
 // pods and writes phase, running, succeeded, failed and scheduleStartTime,
-// recording an Event on every phase change.
+// recording an Event on every phase change. It handles gangs that lose
+// their quorum by their disruption mode, for Kubernetes' own PodGroups too
+// (upstream.go).
 package controller
 
 import (
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -119,6 +122,13 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := r.setupWithManager(mgr); err != nil {
 		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create discovery client: %w", err)
+	}
+	if err := setupUpstream(mgr, r, disc); err != nil {
+		return nil, fmt.Errorf("set up Kubernetes PodGroups: %w", err)
 	}
 	return mgr, nil
 }

@@ -44,6 +44,9 @@ type reconciler struct {
 	timeout, grace time.Duration
 	// rejected are the members whose rejection by kubelet was reported.
 	rejected rejections
+	// save writes a PodGroup's annotations; client.Update when nil. A
+	// Kubernetes PodGroup is seen as a translated copy, written by patch.
+	save func(context.Context, *v1alpha1.PodGroup) error
 }
 
 // Reconcile brings the status of one PodGroup in line with its members.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -52,7 +53,7 @@ func newHarness(t *testing.T, objs ...client.Object) *harness {
 	h.client = fake.NewClientBuilder().
 		WithScheme(scheme).
 		WithObjects(objs...).
-		WithStatusSubresource(&v1alpha1.PodGroup{}).
+		WithStatusSubresource(&v1alpha1.PodGroup{}, &schedulingv1beta1.PodGroup{}).
 		WithInterceptorFuncs(interceptor.Funcs{
 			SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
 				if sub == "eviction" && h.failEviction != nil {

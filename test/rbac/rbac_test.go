@@ -418,6 +418,14 @@ func runWorkload(ctx context.Context, t *testing.T, admin kubernetes.Interface) 
 		}
 		return true
 	})
+	// The upstream gang loses its only member: the controller marks the
+	// PodGroup (annotations) and sets its DisruptionTarget condition.
+	setPhase("upstream-0", v1.PodFailed)
+	waitFor(ctx, t, "the upstream gang marked disrupted", func() bool {
+		pg, err := admin.SchedulingV1beta1().PodGroups(ns).Get(ctx, "upstream", metav1.GetOptions{})
+		return err == nil && pg.Annotations["lockstep.io/incomplete"] != "" &&
+			meta.IsStatusConditionTrue(pg.Status.Conditions, schedulingv1beta1.DisruptionTarget)
+	})
 }
 
 func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {

@@ -10,7 +10,8 @@
 // that belongs to the whole process: Lockstep's scheduler therefore runs as
 // a child process, the lockstep-scheduler binary with its own defaults, as
 // it would in a cluster. The default kube-scheduler, with upstream's
-// GangScheduling, runs in this process where a test needs it beside.
+// GangScheduling, runs in this process where a test needs it beside, and
+// so does lockstep-controller, which handles the disruption mode.
 package upstream
 
 import (
@@ -34,6 +35,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/lockstep-sched/lockstep/manifests"
+	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/sandbox/cluster"
 	"github.com/lockstep-sched/lockstep/test/testbin"
@@ -88,6 +90,19 @@ func TestMain(m *testing.M) {
 			return code
 		}
 		defer lockstep.Stop()
+		mgr, err := controller.NewManager(cp.Config, controller.Options{MetricsBindAddress: "0"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return code
+		}
+		ctrlDone := make(chan error, 1)
+		go func() { ctrlDone <- mgr.Start(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-ctrlDone; err != nil {
+				fmt.Fprintln(os.Stderr, "lockstep-controller:", err)
+			}
+		}()
 		code = m.Run()
 		return code
 	}))
@@ -304,6 +319,73 @@ func TestUpstreamGangAllOrNothing(t *testing.T) {
 	}
 	e.waitAllBound("the second gang once room freed", second)
 	e.waitCondition("second", metav1.ConditionTrue, "Scheduled", "placed 4 pods")
+}
+
+// A placed gang that loses a member is disrupted as its disruptionMode
+// says: with All the other members are evicted, with Single they stay;
+// both PodGroups say so in their DisruptionTarget condition.
+func TestUpstreamDisruptionMode(t *testing.T) {
+	e := newEnv(t)
+	e.addNodes(2, 8, 1)
+	mode := func(all bool) func(*schedulingv1beta1.PodGroup) {
+		return func(pg *schedulingv1beta1.PodGroup) {
+			if all {
+				pg.Spec.DisruptionMode = &schedulingv1beta1.DisruptionMode{All: &schedulingv1beta1.AllDisruptionMode{}}
+			} else {
+				pg.Spec.DisruptionMode = &schedulingv1beta1.DisruptionMode{Single: &schedulingv1beta1.SingleDisruptionMode{}}
+			}
+		}
+	}
+	e.podGroup("all", 3, mode(true))
+	e.podGroup("single", 3, mode(false))
+	all, single := e.members("all", "lockstep", 3, "1"), e.members("single", "lockstep", 3, "1")
+	e.waitAllBound("the All gang", all)
+	e.waitAllBound("the Single gang", single)
+	e.waitCondition("all", metav1.ConditionTrue, "Scheduled", "")
+	e.waitCondition("single", metav1.ConditionTrue, "Scheduled", "")
+
+	for _, p := range []string{all[0], single[0]} {
+		if err := e.client.CoreV1().Pods(e.ns).Delete(e.ctx, p, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disrupted := func(name string) *metav1.Condition {
+		var c *metav1.Condition
+		e.waitFor("PodGroup "+name+" marked disrupted", func() bool {
+			pg, err := e.client.SchedulingV1beta1().PodGroups(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c = meta.FindStatusCondition(pg.Status.Conditions, schedulingv1beta1.DisruptionTarget)
+			return c != nil && c.Status == metav1.ConditionTrue && c.Reason == controller.ReasonGangDisrupted &&
+				pg.Annotations["lockstep.io/incomplete"] != ""
+		})
+		return c
+	}
+	c := disrupted("all")
+	t.Logf("All gang: %s", c.Message)
+	// Evicted: no kubelet runs here to finish the deletion, so they stay
+	// terminating.
+	e.waitFor("the All gang's other members evicted", func() bool {
+		for _, n := range all[1:] {
+			p, err := e.client.CoreV1().Pods(e.ns).Get(e.ctx, n, metav1.GetOptions{})
+			if err == nil && p.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return true
+	})
+	c = disrupted("single")
+	t.Logf("Single gang: %s", c.Message)
+	for _, n := range single[1:] {
+		p, err := e.client.CoreV1().Pods(e.ns).Get(e.ctx, n, metav1.GetOptions{})
+		if err != nil || p.DeletionTimestamp != nil {
+			t.Fatalf("a member of the Single gang was evicted: %v %v", err, p.DeletionTimestamp)
+		}
+	}
+	if !strings.Contains(c.Message, "Single") || !strings.Contains(disrupted("all").Message, "All") {
+		t.Fatalf("the conditions do not name the modes")
+	}
 }
 
 // The PodGroup's topology constraint keeps the gang in one domain of the
