@@ -4,11 +4,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
@@ -21,6 +23,10 @@ type evictions struct {
 	// refuse, per pod, is how many more real evictions to refuse with a
 	// 429, as a budget spent since the dry run would.
 	refuse map[string]int
+	// terminate, when set, leaves evicted pods terminating (a deletion
+	// timestamp, a finalizer) as a kubelet that has not confirmed would,
+	// instead of deleting them.
+	terminate bool
 }
 
 // recordEvictions installs the reactor; newHarness calls it before any
@@ -46,7 +52,18 @@ func (h *harness) recordEvictions() *evictions {
 			return true, nil, apierrors.NewTooManyRequests("the budget was spent since the dry run", 0)
 		}
 		ev.names = append(ev.names, e.Name)
-		return true, nil, h.client.Tracker().Delete(v1.SchemeGroupVersion.WithResource("pods"), e.Namespace, e.Name)
+		podsGVR := v1.SchemeGroupVersion.WithResource("pods")
+		if ev.terminate {
+			obj, err := h.client.Tracker().Get(podsGVR, e.Namespace, e.Name)
+			if err != nil {
+				return true, nil, err
+			}
+			p := obj.(*v1.Pod).DeepCopy()
+			p.DeletionTimestamp = &metav1.Time{Time: h.clock.Now().Add(30 * time.Second)}
+			p.Finalizers = append(p.Finalizers, "example.com/kubelet")
+			return true, nil, h.client.Tracker().Update(podsGVR, p, e.Namespace)
+		}
+		return true, nil, h.client.Tracker().Delete(podsGVR, e.Namespace, e.Name)
 	})
 	return ev
 }
@@ -183,4 +200,54 @@ func TestVictimGangEvictionBegunGoesWhole(t *testing.T) {
 	if got := h.events("EvictionRefused"); len(got) > 0 {
 		t.Errorf("a refusal within a begun unit must be retried, not reported: %v", got)
 	}
+}
+
+// A pod stuck terminating (still there a gang's timeout past its grace
+// period) is not waited for: the gang preempts others instead.
+func TestStuckTerminatingPodIsNotWaitedFor(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	stuck := ordinaryAt("stuck", "n1", 10, "4")
+	stuck.DeletionTimestamp = &metav1.Time{Time: epoch.Add(30 * time.Second)}
+	stuck.Finalizers = []string{"example.com/kubelet"}
+	low := ordinaryAt("low", "n2", 20, "4")
+	h.pods(stuck, low)
+	g := h.gangOfOne("g", 1000)
+	if _, s := h.schedule(g); !strings.Contains(s.Message(), "waiting for 1 terminating pods") {
+		t.Fatalf("a pod terminating within its grace period is waited for, got %v", s)
+	}
+	h.clock.Step(30*time.Second + gangTimeout + time.Second)
+	if _, s := h.schedule(g); !strings.Contains(s.Message(), "preempting 1 pods") {
+		t.Fatalf("past its grace period and the gang's timeout the pod is stuck: the gang should preempt, got %v", s)
+	}
+	h.waitFor("the other pod evicted", func() bool {
+		got := h.evictions.evicted()
+		return len(got) == 1 && got[0] == "low"
+	})
+}
+
+// A gang of lower priority does not count another gang's victims as room
+// that frees for it: that room is claimed. It preempts its own victims
+// rather than wait for room it will not get.
+func TestAnotherGangsVictimsAreNotGoingRoom(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	h.evictions.terminate = true
+	v := ordinaryAt("v", "n1", 10, "4")
+	l := ordinaryAt("l", "n2", 20, "4")
+	h.pods(v, l)
+	high := h.gangOfOne("high", 1000)
+	if _, s := h.schedule(high); !strings.Contains(s.Message(), "preempting 1 pods") {
+		t.Fatalf("the high gang should preempt, got %v", s)
+	}
+	h.waitFor("the high gang's victim terminating", func() bool {
+		return h.informerHas(v, func(p *v1.Pod) bool { return p.DeletionTimestamp != nil })
+	})
+	h.refresh()
+	mid := h.gangOfOne("mid", 500)
+	if _, s := h.schedule(mid); !strings.Contains(s.Message(), "preempting 1 pods") {
+		t.Fatalf("the middle gang should preempt the pod on n2, not wait for the high gang's victim: %v", s)
+	}
+	h.waitFor("the middle gang's victim evicted", func() bool {
+		got := h.evictions.evicted()
+		return len(got) == 2 && got[1] == "l"
+	})
 }

@@ -316,6 +316,15 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) 
 	units := map[string]*victimUnit{}
 	tooHigh := sets.New[string]()
 	going = &victimUnit{}
+	// Victims of another gang's preemption free room that gang claims,
+	// unless g may take a claim (it is of higher priority): counting them
+	// as going would credit g with room held for the other.
+	claimed := sets.New[types.UID]()
+	for _, og := range c.gangs {
+		if og != g && og.preempting != nil && now.Before(og.preempting.until) && g.rank.priority <= og.rank.priority {
+			claimed = claimed.Union(og.preempting.victims)
+		}
+	}
 	for unit, until := range g.refusedUnits {
 		if !now.Before(until) {
 			delete(g.refusedUnits, unit)
@@ -331,8 +340,12 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) 
 				continue
 			}
 			if p.DeletionTimestamp != nil || !c.listedLocked(p) {
-				// Going, or gone by the informer: its room frees.
-				if corev1helpers.PodPriority(p) < g.rank.priority {
+				// Going, or gone by the informer: its room frees, unless
+				// another gang claims it, or the pod is stuck: still there
+				// a gang's timeout past its grace period (a node that
+				// never confirms, a finalizer), it is not waited for.
+				stuck := p.DeletionTimestamp != nil && now.After(p.DeletionTimestamp.Add(g.timeout))
+				if corev1helpers.PodPriority(p) < g.rank.priority && !claimed.Has(p.UID) && !stuck {
 					going.pods = append(going.pods, p)
 					going.nodes = append(going.nodes, ni.Node().Name)
 				}
