@@ -100,9 +100,11 @@ func (u *upstreamReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if meta.IsStatusConditionTrue(up.Status.Conditions, schedulingv1beta1.PodGroupInitiallyScheduled) && pg.Annotations[podgroup.AnnotationIncomplete] == "" {
 		oldPhase = v1alpha1.PodGroupRunning
 	}
+	wasDisrupted := pg.Annotations[podgroup.AnnotationIncomplete] != ""
 	recheck, err := u.checkQuorum(ctx, pg, pods, t, oldPhase, phase)
 	if err == nil {
-		err = u.showDisruption(ctx, &up, pg)
+		whole := wasDisrupted && pg.Annotations[podgroup.AnnotationIncomplete] == ""
+		err = u.showDisruption(ctx, &up, pg, whole)
 	}
 	if err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
@@ -120,14 +122,18 @@ func (u *upstreamReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 
 // showDisruption keeps the DisruptionTarget condition in line with the
 // incomplete annotation: True with its message while the gang is
-// disrupted, False once it is whole again.
-func (u *upstreamReconciler) showDisruption(ctx context.Context, up *schedulingv1beta1.PodGroup, pg *v1alpha1.PodGroup) error {
+// disrupted, False once it is whole again (whole: the mark was just
+// cleared). A True condition the scheduler set when it preempted the gang
+// (PreemptionByScheduler) says more than ours, and stays until then.
+func (u *upstreamReconciler) showDisruption(ctx context.Context, up *schedulingv1beta1.PodGroup, pg *v1alpha1.PodGroup, whole bool) error {
 	why, disrupted := pg.Annotations[podgroup.AnnotationIncomplete]
 	cond := metav1.Condition{Type: schedulingv1beta1.DisruptionTarget, Status: metav1.ConditionTrue, Reason: ReasonGangDisrupted, Message: why}
 	current := meta.FindStatusCondition(up.Status.Conditions, schedulingv1beta1.DisruptionTarget)
+	isTrue := current != nil && current.Status == metav1.ConditionTrue
+	ours := isTrue && current.Reason == ReasonGangDisrupted
 	switch {
-	case disrupted && (current == nil || current.Status != metav1.ConditionTrue || current.Message != why):
-	case !disrupted && current != nil && current.Status == metav1.ConditionTrue && current.Reason == ReasonGangDisrupted:
+	case disrupted && (!isTrue || ours && current.Message != why):
+	case !disrupted && (ours || whole && isTrue):
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonGangWhole, "the gang has its quorum again"
 	default:
 		return nil

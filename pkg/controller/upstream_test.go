@@ -182,3 +182,42 @@ func TestStripPod(t *testing.T) {
 		t.Fatalf("another pod kept more than its identity: %+v", p)
 	}
 }
+
+// The scheduler marks a gang it preempts (DisruptionTarget True,
+// PreemptionByScheduler) before evicting it: the controller keeps that
+// more specific reason while the gang is disrupted, and sets the
+// condition False once the gang is whole again.
+func TestUpstreamPreemptedKeepsItsReason(t *testing.T) {
+	h, u := upstreamGang(t, "")
+	pg := h.upstreamGroup(t)
+	meta.SetStatusCondition(&pg.Status.Conditions, metav1.Condition{Type: schedulingv1beta1.DisruptionTarget, Status: metav1.ConditionTrue,
+		Reason: schedulingv1beta1.PodGroupReasonPreemptionByScheduler, Message: "preempted by gang ns/high"})
+	if err := h.client.Status().Update(context.Background(), pg); err != nil {
+		t.Fatal(err)
+	}
+	preempted := func() bool {
+		c := meta.FindStatusCondition(h.upstreamGroup(t).Status.Conditions, schedulingv1beta1.DisruptionTarget)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == schedulingv1beta1.PodGroupReasonPreemptionByScheduler
+	}
+	// Not yet evicted: nothing changes.
+	reconcileUpstream(t, u)
+	if !preempted() {
+		t.Fatal("the scheduler's mark was cleared before the gang went")
+	}
+	for _, n := range []string{"u-0", "u-1", "u-2"} {
+		h.setPhase(t, n, corev1.PodFailed)
+	}
+	reconcileUpstream(t, u)
+	if h.upstreamGroup(t).Annotations[podgroup.AnnotationIncomplete] == "" || !preempted() {
+		t.Fatalf("the evicted gang should be marked, keeping the scheduler's reason: %v %v", h.upstreamGroup(t).Annotations, h.upstreamGroup(t).Status.Conditions)
+	}
+	for _, p := range upstreamMembers("r", 3, corev1.PodRunning) {
+		if err := h.client.Create(context.Background(), &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reconcileUpstream(t, u)
+	if c := meta.FindStatusCondition(h.upstreamGroup(t).Status.Conditions, schedulingv1beta1.DisruptionTarget); c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonGangWhole {
+		t.Fatalf("whole again: DisruptionTarget = %+v, want False/%s", c, ReasonGangWhole)
+	}
+}

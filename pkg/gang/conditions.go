@@ -195,6 +195,32 @@ func (w *conditions) write(ctx context.Context, key string) error {
 	return nil
 }
 
+// preempted sets an upstream PodGroup's DisruptionTarget condition, True
+// with reason PreemptionByScheduler, as kube-scheduler does for the
+// PodGroups its preemption takes: the gang is about to be evicted whole.
+// It is written directly, once per preemption, by the goroutine that
+// evicts.
+func (w *conditions) preempted(ctx context.Context, pg *v1alpha1.PodGroup, msg string) error {
+	if w == nil || !podgroup.IsUpstream(pg) || w.standby.Load() {
+		return nil
+	}
+	c := metav1.Condition{Type: schedulingv1beta1.DisruptionTarget, Status: metav1.ConditionTrue,
+		Reason: schedulingv1beta1.PodGroupReasonPreemptionByScheduler, Message: msg,
+		ObservedGeneration: pg.Generation, LastTransitionTime: metav1.NewTime(w.clock.Now())}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": pg.UID},
+		"status":   map[string]any{"conditions": []metav1.Condition{c}},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding the condition: %w", err)
+	}
+	_, err = w.client.SchedulingV1beta1().PodGroups(pg.Namespace).Patch(ctx, pg.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) {
+		return fmt.Errorf("patching PodGroup %s/%s status: %w", pg.Namespace, pg.Name, err)
+	}
+	return nil
+}
+
 // keep puts back a condition held back, unless a newer one came meanwhile.
 func (w *conditions) keep(key string, want wanted) {
 	w.mu.Lock()

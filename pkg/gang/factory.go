@@ -492,6 +492,15 @@ func (s *shared) evict(logger klog.Logger, victims []gangstate.Eviction) {
 	}
 	started := sets.New[string]()
 	for _, v := range victims {
+		if !started.Has(v.Unit) {
+			// A victim gang of Kubernetes' own API says, before it goes,
+			// that the scheduler preempts it.
+			if pg, err := s.groups.byKey(v.Unit); err == nil && pg != nil {
+				if err := s.conditions.preempted(ctx, pg, v.Message); err != nil {
+					logger.Error(err, "Marking a preempted PodGroup", "podGroup", v.Unit)
+				}
+			}
+		}
 		err := evict(v.Pod, false)
 		if err != nil && started.Has(v.Unit) {
 			// Part of this unit is gone already: the rest of it must go

@@ -8,7 +8,9 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clienttesting "k8s.io/client-go/testing"
@@ -250,4 +252,38 @@ func TestAnotherGangsVictimsAreNotGoingRoom(t *testing.T) {
 		got := h.evictions.evicted()
 		return len(got) == 2 && got[1] == "l"
 	})
+}
+
+// A victim gang of Kubernetes' own PodGroup API is told before it goes:
+// its DisruptionTarget condition is True with reason PreemptionByScheduler.
+func TestPreemptedUpstreamGangSaysSo(t *testing.T) {
+	h := newHarness(t, node("n1", "4"), node("n2", "4"))
+	h.upstreamGroup("victim", gangPolicy(2))
+	var victims []*v1.Pod
+	for i, n := range []string{"n1", "n2"} {
+		p := upstreamMember("victim", i, "4")
+		p.Spec.NodeName, p.Spec.Priority = n, ptr.To[int32](10)
+		victims = append(victims, p)
+	}
+	h.pods(victims...)
+	h.refresh()
+	h.podGroup("high", 2)
+	high := []*v1.Pod{member("high", 0, "4"), member("high", 1, "4")}
+	for _, p := range high {
+		p.Spec.Priority = ptr.To[int32](1000)
+	}
+	h.pods(high...)
+	if _, s := h.schedule(high[0]); !strings.Contains(s.Message(), "preempting 2 pods") {
+		t.Fatalf("the high gang should preempt the victim gang whole, got %v", s)
+	}
+	h.waitFor("the victim PodGroup's DisruptionTarget condition", func() bool {
+		pg, err := h.client.SchedulingV1beta1().PodGroups(ns).Get(h.ctx, "victim", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(pg.Status.Conditions, schedulingv1beta1.DisruptionTarget)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == schedulingv1beta1.PodGroupReasonPreemptionByScheduler &&
+			strings.Contains(c.Message, "preempted by gang")
+	})
+	h.waitFor("both victims evicted", func() bool { return len(h.evictions.evicted()) == 2 })
 }
