@@ -11,8 +11,8 @@ import (
 	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
@@ -25,6 +25,10 @@ type evictions struct {
 	// refuse, per pod, is how many more real evictions to refuse with a
 	// 429, as a budget spent since the dry run would.
 	refuse map[string]int
+	// refuseLater is how many real evictions to refuse with a 429 once
+	// one has succeeded: a budget spent since the dry run, whichever pod
+	// of a unit goes first.
+	refuseLater int
 	// terminate, when set, leaves evicted pods terminating (a deletion
 	// timestamp, a finalizer) as a kubelet that has not confirmed would,
 	// instead of deleting them.
@@ -51,6 +55,10 @@ func (h *harness) recordEvictions() *evictions {
 		}
 		if ev.refuse[e.Name] > 0 {
 			ev.refuse[e.Name]--
+			return true, nil, apierrors.NewTooManyRequests("the budget was spent since the dry run", 0)
+		}
+		if ev.refuseLater > 0 && len(ev.names) > 0 {
+			ev.refuseLater--
 			return true, nil, apierrors.NewTooManyRequests("the budget was spent since the dry run", 0)
 		}
 		ev.names = append(ev.names, e.Name)
@@ -191,7 +199,7 @@ func TestVictimGangEvictionBegunGoesWhole(t *testing.T) {
 	}
 	h.pods(victims...)
 	h.evictions.mu.Lock()
-	h.evictions.refuse["victim-1"] = 2
+	h.evictions.refuseLater = 2
 	h.evictions.mu.Unlock()
 
 	high := h.gangOfOne("high", 1000)

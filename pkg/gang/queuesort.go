@@ -66,6 +66,9 @@ func (pl *Gang) queueKey(pod *v1.Pod, e fwk.QueuedEntityInfo) queueKey {
 		r := queueKey{priority: e.GetPriority(), created: pod.CreationTimestamp.Time, key: key}
 		if pg, err := pl.s.groups.of(pod); err == nil && pg != nil {
 			r.created = pg.CreationTimestamp.Time
+			if p, ok := podgroup.GroupPriority(pg); ok {
+				r.priority = p
+			}
 		}
 		return r
 	}

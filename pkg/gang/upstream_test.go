@@ -3,6 +3,7 @@ package gang
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,53 @@ func TestFromUpstream(t *testing.T) {
 	up.Spec.SchedulingPolicy = schedulingv1beta1.PodGroupSchedulingPolicy{Basic: &schedulingv1beta1.BasicSchedulingPolicy{}}
 	if got := podgroup.MinMember(podgroup.FromUpstream(up)); got != 1 {
 		t.Errorf("basic policy: minMember %d, want 1", got)
+	}
+
+	// Priority and preemption policy come from the spec (the Priority
+	// admission plugin's), never from annotations anyone may write.
+	if _, ok := podgroup.GroupPriority(pg); ok || podgroup.GroupNeverPreempts(pg) {
+		t.Errorf("no priority in the spec: %v", pg.Annotations)
+	}
+	up.Spec.Priority, up.Spec.PreemptionPolicy = ptr.To[int32](1000), ptr.To(schedulingv1beta1.PreemptNever)
+	if p, ok := podgroup.GroupPriority(podgroup.FromUpstream(up)); !ok || p != 1000 || !podgroup.GroupNeverPreempts(podgroup.FromUpstream(up)) {
+		t.Errorf("spec priority 1000, Never: got %d %v, never %v", p, ok, podgroup.GroupNeverPreempts(podgroup.FromUpstream(up)))
+	}
+	forged := podgroup.FromUpstream(up)
+	up.Spec.Priority, up.Spec.PreemptionPolicy = nil, nil
+	up.Annotations = forged.Annotations // every annotation of a translation, set on the object by hand
+	if _, ok := podgroup.GroupPriority(podgroup.FromUpstream(up)); ok || podgroup.GroupNeverPreempts(podgroup.FromUpstream(up)) {
+		t.Errorf("annotations on the object gave the gang a priority: %v", podgroup.FromUpstream(up).Annotations)
+	}
+	legacy := &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns", Annotations: forged.Annotations}}
+	if _, ok := podgroup.GroupPriority(legacy); ok || podgroup.GroupNeverPreempts(legacy) {
+		t.Errorf("a scheduler-plugins PodGroup's annotations gave the gang a priority")
+	}
+}
+
+// An upstream PodGroup's priority is the gang's: members of no priority
+// preempt a pod of lower priority for it, unless its preemptionPolicy is
+// Never.
+func TestUpstreamPodGroupPriorityPreempts(t *testing.T) {
+	for _, never := range []bool{false, true} {
+		t.Run(fmt.Sprintf("never=%v", never), func(t *testing.T) {
+			h := newHarness(t, node("n1", "4"))
+			h.pods(ordinaryAt("low", "n1", 10, "4"))
+			h.upstreamGroup("up", gangPolicy(1), func(pg *schedulingv1beta1.PodGroup) {
+				pg.Spec.Priority = ptr.To[int32](1000)
+				if never {
+					pg.Spec.PreemptionPolicy = ptr.To(schedulingv1beta1.PreemptNever)
+				}
+			})
+			p := upstreamMember("up", 0, "4")
+			h.pods(p)
+			_, s := h.schedule(p)
+			if preempts := strings.Contains(s.Message(), "preempting 1 pods"); preempts == never {
+				t.Fatalf("preempts %v, want %v: %v", preempts, !never, s)
+			}
+			if !never && !strings.Contains(s.Message(), "preempting") {
+				t.Fatalf("%v", s)
+			}
+		})
 	}
 }
 

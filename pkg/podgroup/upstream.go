@@ -2,6 +2,7 @@ package podgroup
 
 import (
 	"maps"
+	"strconv"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
@@ -106,5 +107,47 @@ func FromUpstream(up *schedulingv1beta1.PodGroup) *v1alpha1.PodGroup {
 			set(AnnotationDisruptionMode, string(DisruptionSingle))
 		}
 	}
+	// Only the translation may say these: on the object itself they are
+	// anyone's to write.
+	delete(pg.Annotations, annotationPriority)
+	delete(pg.Annotations, annotationNeverPreempts)
+	if up.Spec.Priority != nil {
+		set(annotationPriority, strconv.Itoa(int(*up.Spec.Priority)))
+	}
+	if p := up.Spec.PreemptionPolicy; p != nil && *p == schedulingv1beta1.PreemptNever {
+		set(annotationNeverPreempts, "true")
+	}
 	return pg
+}
+
+// An upstream PodGroup's priority (set by the Priority admission plugin
+// from its priorityClassName) and preemptionPolicy, carried by its
+// translation. They mean nothing on a scheduler-plugins PodGroup, whose
+// owner could write any value there.
+const (
+	annotationPriority      = "internal.lockstep.io/priority"
+	annotationNeverPreempts = "internal.lockstep.io/never-preempts"
+)
+
+// GroupPriority returns the priority an upstream PodGroup gives its gang,
+// ok false when it gives none (the members' own priority counts then).
+func GroupPriority(pg *v1alpha1.PodGroup) (priority int32, ok bool) {
+	if !IsUpstream(pg) {
+		return 0, false
+	}
+	v, set := pg.Annotations[annotationPriority]
+	if !set {
+		return 0, false
+	}
+	p, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(p), true
+}
+
+// GroupNeverPreempts reports whether an upstream PodGroup's
+// preemptionPolicy is Never.
+func GroupNeverPreempts(pg *v1alpha1.PodGroup) bool {
+	return IsUpstream(pg) && pg.Annotations[annotationNeverPreempts] == "true"
 }

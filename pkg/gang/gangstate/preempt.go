@@ -359,6 +359,11 @@ func (c *Cache) victimUnitsLocked(g *gang, nodes []fwk.NodeInfo, now time.Time) 
 				continue
 			}
 			prio := corev1helpers.PodPriority(p)
+			if vg, ok := c.gangs[key]; ok && gangMember && vg.pg != nil {
+				// A victim gang's priority is its upstream PodGroup's
+				// when that sets one, for every member alike.
+				prio = gangPriority(p, vg.pg)
+			}
 			if prio >= g.rank.priority {
 				tooHigh.Insert(key)
 				continue

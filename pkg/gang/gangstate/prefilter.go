@@ -61,7 +61,7 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 	c.refreshHeadLocked(nodes, now, &eff)
 
 	g := c.gangFor(pg, &eff)
-	g.rank = rank{priority: corev1helpers.PodPriority(pod), created: pg.CreationTimestamp.Time, key: g.key}
+	g.rank = rank{priority: gangPriority(pod, pg), created: pg.CreationTimestamp.Time, key: g.key}
 	cen := c.censusLocked(g)
 	required, preferred, terr := podgroup.TopologyConstraints(pg, c.cfg.Levels)
 	if terr != nil {
@@ -156,7 +156,7 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 	}
 	// Before the held room: a claim is not held from a gang that may
 	// preempt its claimant.
-	g.mayPreempt = c.cfg.Preemption && !slices.ContainsFunc(cen.pending, neverPreempts)
+	g.mayPreempt = c.cfg.Preemption && !podgroup.GroupNeverPreempts(g.pg) && !slices.ContainsFunc(cen.pending, neverPreempts)
 	held := c.heldLocked(g.key, g.rank, now, true)
 	req := placement.Request{
 		Nodes:   c.anchored(c.planNodes(nodes, held, false), required, cen),
