@@ -20,3 +20,9 @@ var SchedulerConfig []byte
 //
 //go:embed namespace.yaml rbac-scheduler.yaml rbac-controller.yaml
 var Identities embed.FS
+
+// Dashboard is a Grafana dashboard of the scheduler's gang metrics, for an
+// admin to import; it is not a Kubernetes object.
+//
+//go:embed grafana/lockstep-dashboard.json
+var Dashboard []byte

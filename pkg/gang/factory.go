@@ -179,6 +179,8 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		Apply:  func(eff gangstate.Effects) { s.apply(logger, eff) },
 		Logger: logger,
 	})
+	ensureMetrics()
+	gangCollector.add(ctx, s.cache)
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.ClientSet().CoreV1().Events("")})
 	go func() {
@@ -438,6 +440,12 @@ func (s *shared) apply(logger klog.Logger, eff gangstate.Effects) {
 	}
 	if eff.Placed != nil {
 		observePlacement(eff.Placed)
+	}
+	if eff.Attempt != nil {
+		observeAttempt(eff.Attempt)
+	}
+	if eff.Started != nil {
+		observeStarted(eff.Started)
 	}
 	if len(eff.Evict) > 0 {
 		go s.evict(logger, eff.Evict)

@@ -1,6 +1,8 @@
 package gangstate
 
 import (
+	"time"
+
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -24,6 +26,38 @@ type Effects struct {
 	Placed *Placement
 	// Evict lists the victims of a gang's preemption.
 	Evict []Eviction
+	// Attempt is a planning attempt made, for metrics.
+	Attempt *Attempt
+	// Started is a gang whose quorum was just seen bound, for metrics.
+	Started *Started
+}
+
+// Attempt is one attempt at placing a whole gang.
+type Attempt struct {
+	// Profile is the scheduler profile of the member whose cycle planned.
+	Profile string
+	// Result is "scheduled" (a plan), "unschedulable", "waiting_on_preemption"
+	// (it evicted victims) or "error", as kube-scheduler's pod-group metrics
+	// say.
+	Result   string
+	Duration time.Duration
+}
+
+// The results of an Attempt: the values kube-scheduler's
+// scheduler_podgroup_schedule_attempts_total uses.
+const (
+	ResultScheduled           = "scheduled"
+	ResultUnschedulable       = "unschedulable"
+	ResultWaitingOnPreemption = "waiting_on_preemption"
+	ResultError               = "error"
+)
+
+// Started measures a gang whose minMember-th member was seen bound.
+type Started struct {
+	Profile string
+	// Latency is from the PodGroup's creation; Skew from its first
+	// member's bind.
+	Latency, Skew time.Duration
 }
 
 // Rejection is a waiting member to reject and why.
@@ -56,7 +90,8 @@ type Placement struct {
 
 // Empty reports whether there is nothing to do.
 func (e *Effects) Empty() bool {
-	return len(e.Allow) == 0 && len(e.Reject) == 0 && len(e.Activate) == 0 && len(e.Events) == 0 && e.Placed == nil && len(e.Evict) == 0
+	return len(e.Allow) == 0 && len(e.Reject) == 0 && len(e.Activate) == 0 && len(e.Events) == 0 && e.Placed == nil &&
+		len(e.Evict) == 0 && e.Attempt == nil && e.Started == nil
 }
 
 func (e *Effects) activate(pod *v1.Pod) {

@@ -69,6 +69,12 @@ type plan struct {
 	id    uint64
 	slots map[types.UID]*slot
 	nodes int
+	// needed is how many of its members make the quorum, with those bound
+	// before it; firstBound is when the first was seen bound, and
+	// quorumBound is set once needed were (metrics).
+	needed      int
+	firstBound  time.Time
+	quorumBound bool
 	// nodeMilliCPU is the largest allocatable CPU of the plan's nodes,
 	// read from the cycle's snapshot when the plan was made: the size of
 	// node the gang's ideal node count is measured in.
@@ -139,6 +145,8 @@ type gang struct {
 	// mayPreempt is set when the gang's members may preempt: a claim of a
 	// lower-priority gang is not held from it.
 	mayPreempt bool
+	// profile is the scheduler profile of the member that planned last.
+	profile string
 
 	// failKey and failVerdict remember the last failed planning attempt, so
 	// the gang's other members are refused without planning again until

@@ -107,10 +107,36 @@ func (c *Cache) PodBound(pod *v1.Pod) Effects {
 	}
 	if s := g.plan.slots[pod.UID]; s != nil {
 		s.state = slotBound
+		c.quorumBoundLocked(g, &eff)
 	}
 	c.bindingDoneLocked(g, &eff)
 	c.releaseReadyLocked(&eff)
 	return eff
+}
+
+// quorumBoundLocked measures a released gang once the members its plan
+// needed for the quorum are seen bound: from its PodGroup's creation, and
+// from its first member's bind.
+func (c *Cache) quorumBoundLocked(g *gang, eff *Effects) {
+	pl := g.plan
+	if g.phase != Binding || pl.quorumBound {
+		return
+	}
+	now := c.cfg.Clock.Now()
+	if pl.firstBound.IsZero() {
+		pl.firstBound = now
+	}
+	bound := 0
+	for _, s := range pl.slots {
+		if s.state == slotBound {
+			bound++
+		}
+	}
+	if bound < pl.needed {
+		return
+	}
+	pl.quorumBound = true
+	eff.Started = &Started{Profile: g.profile, Latency: now.Sub(g.pg.CreationTimestamp.Time), Skew: now.Sub(pl.firstBound)}
 }
 
 // PodDeleted forgets a member that is gone. A planned member that goes

@@ -66,6 +66,7 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 	required, preferred, terr := podgroup.TopologyConstraints(pg, c.cfg.Levels)
 	if terr != nil {
 		eff.onPodGroup(pg, v1.EventTypeWarning, "InvalidTopology", terr.Error())
+		eff.Attempt = &Attempt{Profile: pod.Spec.SchedulerName, Result: ResultError}
 		return refuse(fwk.UnschedulableAndUnresolvable, "%s", terr.Error()), eff
 	}
 	if g.phase == Planned && cen.scheduled >= g.minMember() && !g.ready {
@@ -164,17 +165,32 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		Levels: c.cfg.Levels, Required: required, Preferred: preferred,
 	}
 	req.FillHoles = c.largerPinnedWaitLocked(g, req.Members)
+	g.profile = pod.Spec.SchedulerName
+	// Timed by the wall clock: it measures work, whatever clock the cache
+	// keeps.
+	start := time.Now()
+	attempt := func(result string) {
+		eff.Attempt = &Attempt{Profile: g.profile, Result: result, Duration: time.Since(start)}
+	}
 	p, failure := placement.PlanGang(req)
 	if failure != nil {
+		before := g.preempting
 		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
 		g.failKey, g.failVerdict = key, &v
+		if g.preempting != nil && g.preempting != before {
+			attempt(ResultWaitingOnPreemption)
+		} else {
+			attempt(ResultUnschedulable)
+		}
 		return v
 	}
 	if v, wait := c.waitForAgentLocked(g, req, p, now, eff); wait {
 		g.failKey, g.failVerdict = key, &v
+		attempt(ResultUnschedulable)
 		return v
 	}
 	c.adoptLocked(g, req, p, needed, now, eff)
+	attempt(ResultScheduled)
 	s := g.plan.slots[pod.UID]
 	if s == nil {
 		return refuse(fwk.Unschedulable, beyondQuorum)
@@ -276,7 +292,7 @@ func (c *Cache) waitForAgentLocked(g *gang, req placement.Request, p *placement.
 // held as briefly as possible.
 func (c *Cache) adoptLocked(g *gang, req placement.Request, p *placement.Plan, needed int, now time.Time, eff *Effects) {
 	c.planID++
-	pl := &plan{id: c.planID, slots: make(map[types.UID]*slot, len(p.NodeOf)), nodes: len(p.NodesUsed), domain: p.Domain, deadline: now.Add(g.timeout)}
+	pl := &plan{id: c.planID, slots: make(map[types.UID]*slot, len(p.NodeOf)), nodes: len(p.NodesUsed), domain: p.Domain, deadline: now.Add(g.timeout), needed: needed}
 	for mi, ni := range p.NodeOf {
 		m := req.Members[mi]
 		info := req.Nodes[ni].Info
