@@ -65,12 +65,14 @@ generate:
 	$(CONTROLLER_GEN) object:headerFile=/dev/null paths=./apis/...
 
 ## manifests: the PodGroup and NodeResourceTopology CRDs, generated from the
-## upstream Go types. The NodeResourceTopology CRD is for embedded control
-## planes only (sandbox, tests): on a cluster the node agent that publishes
-## the objects installs it, so kustomization.yaml leaves it out.
+## upstream Go types; the PodGroup CRD gets a Waiting column (hack/crdcolumn).
+## The NodeResourceTopology CRD is for embedded control planes only (sandbox,
+## tests): on a cluster the node agent that publishes the objects installs
+## it, so kustomization.yaml leaves it out.
 manifests:
 	$(CONTROLLER_GEN) crd paths=sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1 output:crd:dir=manifests/crds
 	rm -f manifests/crds/scheduling.x-k8s.io_elasticquotas.yaml
+	$(GO) run ./hack/crdcolumn manifests/crds/scheduling.x-k8s.io_podgroups.yaml
 	$(CONTROLLER_GEN) crd paths=github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/apis/topology/v1alpha2 output:crd:dir=manifests/crds
 
 ## verify-generated: fail when generated files are stale

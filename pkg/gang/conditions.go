@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
 )
@@ -49,7 +50,7 @@ const conditionRepeat = 5 * time.Second
 type conditions struct {
 	client  kubernetes.Interface
 	groups  *groups
-	clock   clock.PassiveClock
+	clock   clock.WithDelayedExecution
 	standby *atomic.Bool
 	queue   workqueue.TypedRateLimitingInterface[string]
 
@@ -60,6 +61,13 @@ type conditions struct {
 	// scheduled are the PodGroups, by UID, whose condition was made true:
 	// it stays so, whatever the informer still shows.
 	scheduled map[string]types.UID
+
+	// For scheduler-plugins PodGroups, which have no conditions, the same
+	// news goes into the lockstep.io/waiting annotation (waiting.go).
+	pgClient pgclientset.Interface
+	waiting  map[string]wantedWaiting
+	// waitSince is when each gang began to wait, until it is placed.
+	waitSince map[string]time.Time
 }
 
 type wanted struct {
@@ -69,9 +77,10 @@ type wanted struct {
 	cond            metav1.Condition
 }
 
-func newConditions(client kubernetes.Interface, g *groups, c clock.PassiveClock, standby *atomic.Bool) *conditions {
+func newConditions(client kubernetes.Interface, pgClient pgclientset.Interface, g *groups, c clock.WithDelayedExecution, standby *atomic.Bool) *conditions {
 	return &conditions{
-		client: client, groups: g, clock: c, standby: standby,
+		client: client, pgClient: pgClient, groups: g, clock: c, standby: standby,
+		waiting: map[string]wantedWaiting{}, waitSince: map[string]time.Time{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "lockstep-podgroup-conditions"}),
 		want:      map[string]wanted{},
@@ -83,7 +92,11 @@ func newConditions(client kubernetes.Interface, g *groups, c clock.PassiveClock,
 // note records what the gang core said of a PodGroup; only upstream
 // PodGroups, and only reasons that say whether it is scheduled, matter.
 func (w *conditions) note(pg *v1alpha1.PodGroup, reason, msg string) {
-	if w == nil || !podgroup.IsUpstream(pg) || w.standby.Load() {
+	if w == nil || w.standby.Load() {
+		return
+	}
+	if !podgroup.IsUpstream(pg) {
+		w.noteWaiting(pg, reason, msg)
 		return
 	}
 	status, condReason, ok := conditionOf(reason)
@@ -115,7 +128,11 @@ func (w *conditions) run(ctx context.Context) {
 		if quit {
 			return
 		}
-		err := w.write(ctx, key)
+		write := w.write
+		if w.isWaitingKey(key) {
+			write = w.writeWaiting
+		}
+		err := write(ctx, key)
 		switch {
 		case err == nil:
 			w.queue.Forget(key)
@@ -162,7 +179,7 @@ func (w *conditions) write(ctx context.Context, key string) error {
 			}
 			if wait := conditionRepeat - now.Sub(last); wait > 0 {
 				w.keep(key, want)
-				w.queue.AddAfter(key, wait)
+				w.after(key, wait)
 				return nil
 			}
 		}
@@ -221,6 +238,13 @@ func (w *conditions) preempted(ctx context.Context, pg *v1alpha1.PodGroup, msg s
 	return nil
 }
 
+// after queues key again once wait has passed on the writer's clock (a
+// test's fake one too), not the queue's.
+func (w *conditions) after(key string, wait time.Duration) {
+	// A fake clock runs timer callbacks holding its own lock.
+	w.clock.AfterFunc(wait, func() { go w.queue.Add(key) })
+}
+
 // keep puts back a condition held back, unless a newer one came meanwhile.
 func (w *conditions) keep(key string, want wanted) {
 	w.mu.Lock()
@@ -239,5 +263,7 @@ func (w *conditions) forget(key string) {
 	delete(w.want, key)
 	delete(w.wrote, key)
 	delete(w.scheduled, key)
+	delete(w.waiting, key)
+	delete(w.waitSince, key)
 	w.mu.Unlock()
 }

@@ -190,7 +190,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 	s.events = newEventer(broadcaster.NewRecorder(clientscheme.Scheme, v1.EventSource{Component: "lockstep-scheduler"}), opts.clock, &f.standby)
 
 	// Before any handler can apply effects.
-	s.conditions = newConditions(h.ClientSet(), s.groups, opts.clock, &f.standby)
+	s.conditions = newConditions(h.ClientSet(), client, s.groups, opts.clock, &f.standby)
 	go s.conditions.run(ctx)
 
 	if err := s.watch(pgInformer.Informer(), podInformer, h.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
@@ -274,6 +274,7 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 				obj = d.Obj
 			}
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
+				s.conditions.forget(waitingKeyPrefix + podgroup.KeyOfGroup(pg))
 				s.apply(s.logger, s.cache.PodGroupDeleted(podgroup.KeyOfGroup(pg)))
 			}
 		},

@@ -128,6 +128,12 @@ const (
 	AnnotationEvicting = "lockstep.io/evicting"
 )
 
+// AnnotationWaiting, set by lockstep-scheduler on a scheduler-plugins
+// PodGroup whose gang has waited a moment, says why it waits
+// ("WaitingForRoom: gang does not fit yet: ..."); it goes when the gang is
+// placed. The shipped CRD shows it as a column of kubectl get podgroups.
+const AnnotationWaiting = "lockstep.io/waiting"
+
 // TopologyConstraints reads and checks a PodGroup's topology annotations
 // against the configured levels (widest first).
 func TopologyConstraints(pg *v1alpha1.PodGroup, levels []string) (required, preferred string, err error) {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/component-base/metrics/legacyregistry"
 )
 
@@ -62,4 +64,42 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Log(line)
 		}
 	}
+}
+
+// kubectl get podgroups shows why a gang waits: the shipped CRD's Waiting
+// column, from the annotation the scheduler keeps, read here as kubectl
+// reads it (the apiserver's Table), and emptied once the gang is placed.
+func TestWaitingColumn(t *testing.T) {
+	e := newEnv(t)
+	e.addNodes("n", 1, nodeSpec{cpu: "8", mem: "32Gi"})
+	e.createGang("pair", 2, 2, podSpec{cpu: "6"})
+	column := func() string {
+		raw, err := e.pgs.SchedulingV1alpha1().RESTClient().Get().
+			AbsPath("/apis/scheduling.x-k8s.io/v1alpha1/namespaces", e.ns, "podgroups", "pair").
+			SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").Do(e.ctx).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var table metav1.Table
+		if err := json.Unmarshal(raw, &table); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range table.ColumnDefinitions {
+			if c.Name == "Waiting" && len(table.Rows) == 1 {
+				v, _ := table.Rows[0].Cells[i].(string)
+				return v
+			}
+		}
+		t.Fatalf("no Waiting column in %+v", table.ColumnDefinitions)
+		return ""
+	}
+	var got string
+	e.waitFor("the Waiting column filled", 30*time.Second, func() bool {
+		got = column()
+		return strings.Contains(got, "gang can never fit this cluster")
+	})
+	t.Logf("kubectl get podgroups: Waiting=%q", got)
+	e.addNodes("more", 1, nodeSpec{cpu: "8", mem: "32Gi"})
+	e.waitGangBound("pair", 2, bindBy)
+	e.waitFor("the Waiting column emptied", 30*time.Second, func() bool { return column() == "" })
 }

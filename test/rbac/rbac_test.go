@@ -418,6 +418,20 @@ func runWorkload(ctx context.Context, t *testing.T, admin kubernetes.Interface) 
 		}
 		return true
 	})
+	// A gang that waits says why on its PodGroup (the scheduler's patch).
+	wide := &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "wide", Namespace: ns}, Spec: v1alpha1.PodGroupSpec{MinMember: 1}}
+	if _, err := pgs.SchedulingV1alpha1().PodGroups(ns).Create(ctx, wide, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	widePod := pod("wide-0", "wide")
+	widePod.Spec.Containers[0].Resources.Requests[v1.ResourceCPU] = resource.MustParse("100")
+	if _, err := admin.CoreV1().Pods(ns).Create(ctx, widePod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the waiting gang's annotation", func() bool {
+		pg, err := pgs.SchedulingV1alpha1().PodGroups(ns).Get(ctx, "wide", metav1.GetOptions{})
+		return err == nil && pg.Annotations[podgroup.AnnotationWaiting] != ""
+	})
 	// The upstream gang loses its only member: the controller marks the
 	// PodGroup (annotations) and sets its DisruptionTarget condition.
 	setPhase("upstream-0", v1.PodFailed)
