@@ -30,6 +30,7 @@ import (
 	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/controlplane"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/test/teststand"
 )
 
 const schedulerName = "lockstep"
@@ -436,20 +437,7 @@ func (e *env) startController() {
 // probe endpoints) until the test ends.
 func (e *env) startControllerWith(opts controller.Options) {
 	e.t.Helper()
-	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", ""
-	mgr, err := controller.NewManager(cp.Config, opts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	e.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("controller: %v", err)
-		}
-	})
+	teststand.StartController(e.ctx, e.t, cp.Config, opts)
 }
 
 // setPodPhase plays the kubelet: it moves a pod to a phase.

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/lockstep-sched/lockstep/test/teststand"
 )
 
 // An ordinary pod of high priority preempts ordinary pods of lower
@@ -70,33 +71,7 @@ func TestOrdinaryPreemptionSparesGangs(t *testing.T) {
 
 // finishDeletions plays the kubelet's part in a deletion: pods given a
 // grace period (preemption's evictions) go at once. No kubelet runs here.
-// It stops before the test ends and never calls the test from its own
-// goroutine.
-func (e *env) finishDeletions() {
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan struct{})
-	e.t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		for {
-			if list, err := e.client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
-				for _, p := range list.Items {
-					if p.DeletionTimestamp != nil {
-						_ = e.client.CoreV1().Pods(e.ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-					}
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-}
+func (e *env) finishDeletions() { teststand.FinishDeletions(e.ctx, e.t, e.client, e.ns) }
 
 // gone lists which of the named pods no longer exist.
 func (e *env) gone(names ...string) []string {

@@ -15,11 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/controller"
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
+	"github.com/lockstep-sched/lockstep/test/teststand"
 )
 
 // The preemption kill point's cluster: four victim gangs fill it, and the
@@ -193,49 +193,11 @@ func (e *env) liveCounts() map[string]int {
 	return out
 }
 
-// finishDeletions plays the kubelet's part in a deletion: pods given a
-// grace period (evictions) go at once. It stops before the test ends.
-func (e *env) finishDeletions() {
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan struct{})
-	e.t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		for {
-			if list, err := e.client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
-				for _, p := range list.Items {
-					if p.DeletionTimestamp != nil {
-						_ = e.client.CoreV1().Pods(e.ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-					}
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-}
+// finishDeletions plays the kubelet's part in a deletion: evicted pods go.
+func (e *env) finishDeletions() { teststand.FinishDeletions(e.ctx, e.t, e.client, e.ns) }
 
 // startController runs lockstep-controller in this process until the test
 // ends: it writes the PodGroups' phases and handles disrupted gangs.
 func (e *env) startController() {
-	e.t.Helper()
-	mgr, err := controller.NewManager(cp.Config, controller.Options{MetricsBindAddress: "0"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	e.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("lockstep-controller: %v", err)
-		}
-	})
+	teststand.StartController(e.ctx, e.t, cp.Config, controller.Options{})
 }
