@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // Kinds of API request a RequestCounter tells apart.
@@ -211,8 +213,8 @@ func (cp *ControlPlane) CountingKubeconfig(ctx context.Context, counter *Request
 	return cp.countingProxy(ctx, counter, kubeconfig, token)
 }
 
-// countingProxy serves the apiserver's API on a loopback port without TLS,
-// counting requests, and writes a kubeconfig for it. Requests that carry a
+// countingProxy serves the apiserver's API on a loopback port, counting
+// requests, and writes a kubeconfig for it. Requests that carry a
 // token of their own keep it: the proxy's admin token is only added to
 // those that carry none.
 func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCounter, kubeconfig, token string) error {
@@ -244,8 +246,21 @@ func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCount
 		}
 		proxy.ServeHTTP(sr, r)
 	})}
+	// HTTPS, so that clients speak HTTP/2 to the proxy as they do to an
+	// apiserver: over plain HTTP client-go uses HTTP/1.1, one connection
+	// per request in flight, and a gang of hundreds released at once
+	// would open hundreds of connections, a cost no cluster has.
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		return fmt.Errorf("the counting proxy's certificate: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("the counting proxy's certificate: %w", err)
+	}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Printf("counting proxy: %v\n", err)
 		}
 	}()
@@ -254,7 +269,7 @@ func (cp *ControlPlane) countingProxy(ctx context.Context, counter *RequestCount
 		_ = srv.Close()
 	}()
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["counted"] = &clientcmdapi.Cluster{Server: "http://" + ln.Addr().String()}
+	kc.Clusters["counted"] = &clientcmdapi.Cluster{Server: "https://" + ln.Addr().String(), CertificateAuthorityData: certPEM}
 	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{Token: token}
 	kc.Contexts["counted"] = &clientcmdapi.Context{Cluster: "counted", AuthInfo: "proxy"}
 	kc.CurrentContext = "counted"
