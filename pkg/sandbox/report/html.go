@@ -58,8 +58,9 @@ type nodeView struct {
 }
 
 type numaView struct {
-	Name string
-	Pods []podBox
+	// Name is what the map shows; Zone the NodeResourceTopology zone.
+	Name, Zone string
+	Pods       []podBox
 }
 
 type podBox struct {
@@ -106,10 +107,20 @@ func WriteHTML(w io.Writer, run Run, s Summary) error {
 	return tmpl.Execute(w, p)
 }
 
-// gangColors gives each gang a distinct colour: hues a golden angle apart.
+// okabeIto is Okabe and Ito's palette, told apart with the common forms
+// of colour blindness (black left out: it marks binds).
+var okabeIto = []string{"#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7"}
+
+// gangColors gives each gang a distinct colour: Okabe and Ito's for the
+// first seven, then hues a golden angle apart (no palette tells dozens of
+// colours apart for everyone; the gang's name is on every box's tooltip).
 func gangColors(gangs []GangSummary) map[string]string {
 	out := map[string]string{}
 	for i, g := range gangs {
+		if i < len(okabeIto) {
+			out[g.Key()] = okabeIto[i]
+			continue
+		}
 		hue := math.Mod(float64(i)*137.508+200, 360)
 		out[g.Key()] = hslHex(hue, 0.62, 0.52)
 	}
@@ -172,7 +183,9 @@ func placementMap(run Run, colors map[string]string) []zoneView {
 		idx := map[string]int{}
 		for i, name := range n.NUMAZones {
 			idx[name] = i
-			nv.NUMA = append(nv.NUMA, numaView{Name: name})
+			// Kubelet names zones node-0, node-1: shown as such beside
+			// node names they read as nodes.
+			nv.NUMA = append(nv.NUMA, numaView{Name: fmt.Sprintf("NUMA %d", i), Zone: name})
 		}
 		for _, p := range byNode[n.Name] {
 			box := podBox{Title: podTitle(p), Color: ordinaryColor, Split: len(p.NUMAZones) > 1,
@@ -215,7 +228,15 @@ type timeline struct {
 	Rows                            []timelineRow
 	Ticks                           []tick
 	AxisY                           int
+	// Legend names the phases the bars draw.
+	Legend []legendItem
 }
+
+// Timeline phases and the colours of those not drawn in the gang's own.
+const (
+	waitingColor = "#c8c8c8"
+	bindingColor = "#202020"
+)
 
 type timelineRow struct {
 	Label    string
@@ -251,7 +272,10 @@ func buildTimeline(run Run, s Summary, colors map[string]string) timeline {
 		}
 		return float64(labelWidth) + float64(chartWidth)*t.Sub(run.Start).Seconds()/total.Seconds()
 	}
-	tl := timeline{Left: labelWidth, ChartWidth: chartWidth, Width: labelWidth + chartWidth + 20}
+	tl := timeline{Left: labelWidth, ChartWidth: chartWidth, Width: labelWidth + chartWidth + 20, Legend: []legendItem{
+		{Name: "waiting (PodGroup created to first bind)", Color: waitingColor},
+		{Name: "binding (first to minMember-th bind)", Color: bindingColor},
+	}}
 	for i, g := range s.Gangs {
 		y := 10 + i*rowHeight
 		row := timelineRow{Label: g.Key(), Y: y, TextY: y + 14}
@@ -266,14 +290,14 @@ func buildTimeline(run Run, s Summary, colors map[string]string) timeline {
 			row.Segments = append(row.Segments, segment{X: x0, W: w, Fill: fill, Opacity: opacity, Title: title})
 		}
 		color := colors[g.Key()]
-		add(g.Created, firstOf(g.FirstBind, g.Finished), "#c8c8c8", "1", "waiting")
-		add(g.FirstBind, firstOf(g.QuorumBind, g.FirstBind), "#202020", "1", "binding (first to minMember-th bind)")
+		add(g.Created, firstOf(g.FirstBind, g.Finished), waitingColor, "1", "waiting")
+		add(g.FirstBind, firstOf(g.QuorumBind, g.FirstBind), bindingColor, "1", "binding (first to minMember-th bind)")
 		add(g.QuorumBind, firstOf(g.Running, g.Finished), color, "0.4", "placed, starting")
 		add(g.Running, g.Finished, color, "1", "running")
 		tl.Rows = append(tl.Rows, row)
 	}
 	tl.AxisY = 10 + len(s.Gangs)*rowHeight + 4
-	tl.Height = tl.AxisY + 24
+	tl.Height = tl.AxisY + 40
 	step := tickStep(total)
 	for t := time.Duration(0); t <= total; t += step {
 		tl.Ticks = append(tl.Ticks, tick{X: scale(run.Start.Add(t)), Label: fmt.Sprintf("%gs", t.Seconds())})

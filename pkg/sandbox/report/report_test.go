@@ -137,10 +137,22 @@ func TestWriteHTML(t *testing.T) {
 		`id="placement-map"`, `id="node-n1"`, `id="node-n2"`, `id="node-n3"`, `id="timeline"`,
 		"ns/a", "ns/b", "ordinary pods", "r1", "r2", "node-0", "node-1", "pod split",
 		"kind Deployment is not supported",
+		// For people: it fits a phone, the columns and zones say what
+		// they are, the chart has a legend, an axis title and a text
+		// alternative, and the first gangs have colour-blind-safe colours.
+		`<meta name="viewport" content="width=device-width, initial-scale=1">`,
+		`<div class="scroll"><table class="gangs"`, "Pods / minMember",
+		`<div class="label" title="NodeResourceTopology zone node-0">NUMA 0</div>`,
+		`role="img" aria-labelledby="timeline-title"`, `<title id="timeline-title">`, "s since start",
+		"waiting (PodGroup created to first bind)", "running (gang colour)",
+		"background: " + okabeIto[0], "background: " + okabeIto[1],
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+	if strings.Contains(out, "Pods/min") || strings.Contains(out, `<div class="label">node-0</div>`) {
+		t.Error("the old column name or a zone named like a node is back")
 	}
 	// Self-contained: nothing fetched from elsewhere.
 	for _, bad := range []string{"<script src", "<link", "http://", "https://", "ZgotmplZ"} {
