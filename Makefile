@@ -65,7 +65,8 @@ generate:
 	$(CONTROLLER_GEN) object:headerFile=/dev/null paths=./apis/...
 
 ## manifests: the PodGroup and NodeResourceTopology CRDs, generated from the
-## upstream Go types; the PodGroup CRD gets a Waiting column (hack/crdcolumn).
+## upstream Go types; the PodGroup CRD gets a Waiting column (hack/crdcolumn);
+## the Helm chart's identities and CRD are written from manifests/ (hack/chartgen).
 ## The NodeResourceTopology CRD is for embedded control planes only (sandbox,
 ## tests): on a cluster the node agent that publishes the objects installs
 ## it, so kustomization.yaml leaves it out.
@@ -73,11 +74,13 @@ manifests:
 	$(CONTROLLER_GEN) crd paths=sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1 output:crd:dir=manifests/crds
 	rm -f manifests/crds/scheduling.x-k8s.io_elasticquotas.yaml
 	$(GO) run ./hack/crdcolumn manifests/crds/scheduling.x-k8s.io_podgroups.yaml
+	$(GO) run ./hack/chartgen
 	$(CONTROLLER_GEN) crd paths=github.com/k8stopologyawareschedwg/noderesourcetopology-api/pkg/apis/topology/v1alpha2 output:crd:dir=manifests/crds
 
 ## verify-generated: fail when generated files are stale
 verify-generated: generate manifests
-	@git diff --exit-code -- apis manifests/crds || (echo "generated files are stale: run make generate manifests"; exit 1)
+	@git diff --exit-code -- apis manifests/crds charts || (echo "generated files are stale: run make generate manifests"; exit 1)
+	@test -z "$$(git status --porcelain -- charts)" || (echo "generated chart files are not committed: run make manifests"; git status --short -- charts; exit 1)
 
 ## sandbox: run Lockstep on an embedded control plane with simulated nodes
 ## and the workloads in examples/; e.g. make sandbox SANDBOX_ARGS="--nodes 8 --keep"
