@@ -223,10 +223,14 @@ func (k *Kubelet) sync(ctx context.Context, key string) error {
 			k.queue.AddAfter(key, left)
 			return nil
 		}
+		// The containers have exited: their CPUs are free before the
+		// status says so, as with kubelet, so that nothing that sees the pod
+		// Succeeded finds its CPUs still taken. Releasing twice (the
+		// update failed and is retried) is harmless.
+		k.release(pod.UID)
 		if _, err := k.client.CoreV1().Pods(ns).UpdateStatus(ctx, succeeded(pod, k.clock.Now()), metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("marking pod succeeded: %w", err)
 		}
-		k.release(pod.UID)
 		logger.V(2).Info("Pod succeeded", "ran", k.clock.Since(s.at))
 		return nil
 	default:
