@@ -116,7 +116,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"GANG", "ns/a *", "3/2", "0.9s", "4ms", "2 (3)", "1-2 (1 split)", "Finished",
+		"GANG", "PODS / MINMEMBER", "ns/a *", "3/2", "0.9s", "4ms", "2 (3)", "1-2 (1 split)", "Finished",
 		"ns/b", "Pending", "gangs finished:   1 of 2", "errors:           1",
 		"must fit one topology domain",
 	} {

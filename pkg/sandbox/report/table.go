@@ -19,7 +19,7 @@ func WriteTable(w io.Writer, s Summary) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GANG\tPODS/MIN\tWAIT\tBIND SKEW\tNODES (IDEAL)\tRACKS\tNUMA ZONES/POD\tPHASE")
+	fmt.Fprintln(tw, "GANG\tPODS / MINMEMBER\tWAIT\tBIND SKEW\tNODES (IDEAL)\tRACKS\tNUMA ZONES/POD\tPHASE")
 	notes := false
 	for _, g := range s.Gangs {
 		name := g.Key()
