@@ -119,12 +119,10 @@ func TestUpstreamDisruption(t *testing.T) {
 			}
 
 			// The job's controller replaces the members; the gang runs whole.
-			var fresh []corev1.Pod
 			for _, p := range upstreamMembers("r", 3, corev1.PodRunning) {
 				if err := h.client.Create(context.Background(), &p); err != nil {
 					t.Fatal(err)
 				}
-				fresh = append(fresh, p)
 			}
 			reconcileUpstream(t, u)
 			pg = h.upstreamGroup(t)
