@@ -6,6 +6,7 @@ package podgroup
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -133,6 +134,24 @@ const (
 // ("WaitingForRoom: gang does not fit yet: ..."); it goes when the gang is
 // placed. The shipped CRD shows it as a column of kubectl get podgroups.
 const AnnotationWaiting = "lockstep.io/waiting"
+
+// reportAnnotations are written by Lockstep itself to report on a gang;
+// they never change where or whether it may be placed.
+var reportAnnotations = []string{AnnotationWaiting, AnnotationIncomplete, AnnotationEvicting}
+
+// PlacementAnnotationsChanged reports whether an update changed an
+// annotation that bears on placement (topology, disruption mode, the
+// upstream PodGroup's priority...). A change to the annotations Lockstep
+// writes to report on the gang is not one: the scheduler's own
+// lockstep.io/waiting must not undo the plan it reports on.
+func PlacementAnnotationsChanged(old, cur *v1alpha1.PodGroup) bool {
+	a, b := maps.Clone(old.Annotations), maps.Clone(cur.Annotations)
+	for _, k := range reportAnnotations {
+		delete(a, k)
+		delete(b, k)
+	}
+	return !maps.Equal(a, b)
+}
 
 // TopologyConstraints reads and checks a PodGroup's topology annotations
 // against the configured levels (widest first).

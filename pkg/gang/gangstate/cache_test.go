@@ -184,6 +184,24 @@ func TestTransitions(t *testing.T) {
 			t.Fatalf("rejected %v, phase %s", uids(eff.Reject), f.c.Phase("ns/g"))
 		}
 	})
+	t.Run("Planned: the scheduler's own report on the PodGroup keeps the plan, a topology change drops it", func(t *testing.T) {
+		f, pods := newFixture(t, 2, 3, 3)
+		f.place(t, pods[0])
+		for _, k := range []string{podgroup.AnnotationWaiting, podgroup.AnnotationIncomplete, podgroup.AnnotationEvicting} {
+			old := f.pg
+			f.pg = old.DeepCopy()
+			f.pg.Annotations = map[string]string{k: "reported"}
+			if eff := f.c.PodGroupUpdated(old, f.pg); len(eff.Reject) != 0 || len(eff.Activate) != 0 || f.c.Phase("ns/g") != Planned {
+				t.Fatalf("%s written: rejected %v, woke %d pods, phase %s", k, uids(eff.Reject), len(eff.Activate), f.c.Phase("ns/g"))
+			}
+		}
+		old := f.pg
+		f.pg = old.DeepCopy()
+		f.pg.Annotations[podgroup.AnnotationRequiredTopology] = "kubernetes.io/hostname"
+		if eff := f.c.PodGroupUpdated(old, f.pg); !uids(eff.Reject).Has("g-0") || f.c.Phase("ns/g") != Waiting {
+			t.Fatalf("topology changed: rejected %v, phase %s", uids(eff.Reject), f.c.Phase("ns/g"))
+		}
+	})
 	t.Run("Planned: minMember lowered to what is assumed releases the gang", func(t *testing.T) {
 		f, pods := newFixture(t, 3, 3, 3)
 		f.place(t, pods[0])
@@ -258,6 +276,19 @@ func testBindPacing(t *testing.T, deadline bool) {
 	if d.Allow || d.Wait == 0 || len(eff.Allow) != 0 || f.c.Phase("ns/h") != Planned {
 		t.Fatalf("second gang must wait for the first one's bindings: %+v %+v, phase %s", d, eff.Allow, f.c.Phase("ns/h"))
 	}
+	// Updates of its PodGroup (its status, the scheduler's own report, a
+	// minMember lowered) do not let it jump the line.
+	updated := pgB.DeepCopy()
+	updated.Status.Phase = v1alpha1.PodGroupScheduling
+	updated.Annotations = map[string]string{podgroup.AnnotationWaiting: "Reserving: ..."}
+	if eff := f.c.PodGroupUpdated(pgB, updated); len(eff.Allow) != 0 || f.c.Phase("ns/h") != Planned {
+		t.Fatalf("a PodGroup update released the gang in line: allowed %v, phase %s", eff.Allow, f.c.Phase("ns/h"))
+	}
+	lowered := updated.DeepCopy()
+	lowered.Spec.MinMember = 1
+	if eff := f.c.PodGroupUpdated(updated, lowered); len(eff.Allow) != 0 || f.c.Phase("ns/h") != Planned {
+		t.Fatalf("minMember lowered released the gang in line: allowed %v, phase %s", eff.Allow, f.c.Phase("ns/h"))
+	}
 	if deadline {
 		// At its deadline a gang in line goes rather than being dropped.
 		f.clock.Step(time.Minute)
@@ -281,8 +312,12 @@ func testBindPacing(t *testing.T, deadline bool) {
 	if eff := bind(a[0]); len(eff.Allow) != 0 {
 		t.Fatalf("1 binding + 2 members exceed the budget of 2, yet allowed %v", eff.Allow)
 	}
-	if eff := bind(a[1]); len(eff.Allow) != 2 || f.c.Phase("ns/h") != Binding {
+	eff = bind(a[1])
+	if len(eff.Allow) != 2 || f.c.Phase("ns/h") != Binding {
 		t.Fatalf("the first gang bound leaves room for the second: allowed %v, phase %s", eff.Allow, f.c.Phase("ns/h"))
+	}
+	if len(eff.Events) == 0 || !strings.HasPrefix(eff.Events[0].Message, "placed 2 pods") {
+		t.Fatalf("want the second gang's Placed Event counting its 2 pods, got %+v", eff.Events)
 	}
 
 	g, c := newFixture(t, 2, 2, 4)

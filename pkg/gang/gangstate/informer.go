@@ -2,7 +2,6 @@ package gangstate
 
 import (
 	"fmt"
-	"maps"
 
 	v1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -42,29 +41,30 @@ func (c *Cache) PodGroupAdded(pg *v1alpha1.PodGroup) Effects {
 }
 
 // PodGroupUpdated wakes the gang when a change may help it (a lower
-// minMember, new annotations), and lets waiting members go when a lowered
+// minMember, new placement annotations), and lets waiting members go when a lowered
 // minMember is now met.
 func (c *Cache) PodGroupUpdated(old, pg *v1alpha1.PodGroup) Effects {
 	var eff Effects
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.gangFor(pg, &eff)
-	if pg.Spec.MinMember < old.Spec.MinMember || !maps.Equal(pg.Annotations, old.Annotations) {
+	annotations := podgroup.PlacementAnnotationsChanged(old, pg)
+	if pg.Spec.MinMember < old.Spec.MinMember || annotations {
 		g.failVerdict = nil
 		c.wakeGangLocked(g.key, &eff)
 	}
 	if g.phase != Planned {
 		return eff
 	}
-	if !maps.Equal(pg.Annotations, old.Annotations) || pg.Spec.MinMember > old.Spec.MinMember {
+	if annotations || pg.Spec.MinMember > old.Spec.MinMember {
 		// The plan may break the new topology constraints, or hold too few
 		// members for the new quorum: plan again.
 		c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s changed; planning the gang again", g.key), &eff)
 		return eff
 	}
-	if cen := c.censusLocked(g); cen.scheduled >= g.minMember() {
-		c.cfg.Logger.V(2).Info("Quorum met after minMember changed", "gang", g.key, "minMember", pg.Spec.MinMember)
-		c.releaseGangLocked(g, "", &eff)
+	if cen := c.censusLocked(g); pg.Spec.MinMember < old.Spec.MinMember && cen.scheduled >= g.minMember() {
+		c.cfg.Logger.V(2).Info("Quorum met after minMember was lowered", "gang", g.key, "minMember", pg.Spec.MinMember)
+		c.quorumAssumedLocked(g, &eff)
 	}
 	return eff
 }

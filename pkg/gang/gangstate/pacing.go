@@ -104,6 +104,20 @@ func (c *Cache) inLineLocked(e lineEntry) bool {
 	return ok && g.ready
 }
 
+// quorumAssumedLocked lets a planned gang whose quorum became assumed
+// without another Permit (minMember lowered) go, under the bind budget
+// like any other: released now, or put in line.
+func (c *Cache) quorumAssumedLocked(g *gang, eff *Effects) {
+	if g.phase != Planned || g.ready {
+		return // not planned, or in line already
+	}
+	if !c.mayReleaseLocked(g) {
+		c.holdLocked(g)
+		return
+	}
+	c.releaseGangLocked(g, "", eff)
+}
+
 // holdLocked puts a gang whose quorum is assumed in line for release.
 func (c *Cache) holdLocked(g *gang) {
 	if !g.ready {

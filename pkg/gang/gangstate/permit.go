@@ -173,9 +173,9 @@ func (c *Cache) releaseGangLocked(g *gang, current types.UID, eff *Effects) {
 	if g.plan.domain.Level != "" {
 		where = " in " + g.plan.domain.String()
 	}
-	c.cfg.Logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", g.key, "members", len(eff.Allow)+1, "nodes", nodes.Len(), "domain", where)
+	c.cfg.Logger.V(2).Info("Gang quorum reached; releasing members to bind", "gang", g.key, "members", len(members), "nodes", nodes.Len(), "domain", where)
 	eff.onPodGroup(g.pg, v1.EventTypeNormal, "Placed", fmt.Sprintf("placed %d pods on %d nodes%s: %s",
-		len(eff.Allow)+1, nodes.Len(), where, assignments(g.plan.slots)))
+		len(members), nodes.Len(), where, assignments(g.plan.slots)))
 	eff.Placed = &Placement{Nodes: nodes, MilliCPU: milliCPU, NodeMilliCPU: g.plan.nodeMilliCPU, Members: members}
 	// Members beyond the quorum that were refused while it waited may go
 	// now, as members of a started gang: wake them rather than leave them

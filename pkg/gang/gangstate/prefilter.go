@@ -69,10 +69,10 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 		eff.Attempt = &Attempt{Profile: pod.Spec.SchedulerName, Result: ResultError}
 		return refuse(fwk.UnschedulableAndUnresolvable, "%s", terr.Error()), eff
 	}
-	if g.phase == Planned && cen.scheduled >= g.minMember() && !g.ready {
+	if g.phase == Planned && cen.scheduled >= g.minMember() {
 		// The quorum is there without another Permit (minMember was
 		// lowered): let the waiting members go.
-		c.releaseGangLocked(g, "", &eff)
+		c.quorumAssumedLocked(g, &eff)
 	}
 	if g.plan != nil && g.phase == Binding {
 		if s := g.plan.slots[pod.UID]; s != nil && s.state == slotPlanned {
