@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 #
+# For people with a Docker engine (make docker-image); make image builds
+# the same images with Go alone (hack/image).
 # Builds both Lockstep binaries; BINARY picks the one the image runs:
 #   docker build -t lockstep-scheduler .
 #   docker build --build-arg BINARY=lockstep-controller -t lockstep-controller .
@@ -23,7 +25,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/ \
         ./cmd/lockstep-scheduler ./cmd/lockstep-controller
 
-FROM gcr.io/distroless/static:nonroot
+# The base hack/image uses (make image), pinned by the same digest.
+FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3
 ARG BINARY=lockstep-scheduler
 # A fixed path: ENTRYPOINT cannot expand build arguments.
 COPY --from=build /out/${BINARY} /usr/local/bin/lockstep

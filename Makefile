@@ -6,6 +6,10 @@ BIN             ?= bin
 CONTROLLER_GEN  ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 IMAGE_REGISTRY  ?= ghcr.io/lockstep-sched
 IMAGE_TAG       ?= latest
+IMAGE_OUT       ?= $(BIN)/oci
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# Empty: hack/image's default, distroless static:nonroot pinned by digest.
+IMAGE_BASE      ?=
 INTEGRATION_TIMEOUT ?= 30m
 # Every test runs under the race detector: the scheduler calls the plugin
 # from several goroutines at once. RACE= turns it off for a quick local run.
@@ -22,7 +26,7 @@ BENCH_ARGS      ?=
 # so that its Kubernetes version never touches ours.
 COSCHEDULING_BIN ?= $(BIN)/coscheduling-scheduler
 
-.PHONY: all build test test-unit test-integration fuzz lint manifests generate verify-generated image clean sandbox bench coscheduling
+.PHONY: all build test test-unit test-integration fuzz lint manifests generate verify-generated image image-push docker-image clean sandbox bench coscheduling
 
 all: build
 
@@ -103,8 +107,19 @@ bench: coscheduling
 coscheduling:
 	cd hack/coscheduling && $(GO) build -o $(abspath $(COSCHEDULING_BIN)) sigs.k8s.io/scheduler-plugins/cmd/scheduler
 
-## image: container images (needs a Docker engine)
+## image: the scheduler's and controller's images, amd64 and arm64, built
+## with Go alone (hack/image, go-containerregistry: no Docker engine) on
+## distroless static:nonroot pinned by digest, into the OCI image layout
+## IMAGE_OUT; IMAGE_BASE=empty builds them on no base (offline).
+## image-push: the same, pushed to IMAGE_REGISTRY/<binary>:IMAGE_TAG.
+## docker-image: the same images with a Docker engine (Dockerfile).
 image:
+	$(GO) run ./hack/image --out $(IMAGE_OUT) --tag $(IMAGE_TAG) --platforms $(IMAGE_PLATFORMS) $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
+image-push:
+	$(GO) run ./hack/image --out $(IMAGE_OUT) --tag $(IMAGE_TAG) --platforms $(IMAGE_PLATFORMS) $(if $(IMAGE_BASE),--base $(IMAGE_BASE)) --push $(IMAGE_REGISTRY)
+
+docker-image:
 	docker build --build-arg BINARY=lockstep-scheduler -t $(IMAGE_REGISTRY)/lockstep-scheduler:$(IMAGE_TAG) .
 	docker build --build-arg BINARY=lockstep-controller -t $(IMAGE_REGISTRY)/lockstep-controller:$(IMAGE_TAG) .
 
