@@ -6,8 +6,6 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -16,6 +14,9 @@ import (
 var pageTemplate string
 
 var tmpl = template.Must(template.New("report").Parse(pageTemplate))
+
+// legendGangs is the most gangs the map's legend names one by one.
+const legendGangs = 20
 
 // ordinaryColor is the colour of pods of no gang.
 const ordinaryColor = "#9e9e9e"
@@ -29,8 +30,13 @@ type page struct {
 	Errors    []string
 	Gangs     []gangRow
 	Legend    []legendItem
-	Zones     []zoneView
-	Timeline  timeline
+	// LegendNote stands for the gangs' legend when they are too many.
+	LegendNote string
+	Zones      []zoneView
+	// Detailed is set when every rack's nodes are shown at once; on a
+	// bigger cluster each rack shows its strip, and its nodes on demand.
+	Detailed bool
+	Timeline timeline
 }
 
 type gangRow struct {
@@ -38,38 +44,6 @@ type gangRow struct {
 }
 
 type legendItem struct{ Name, Color string }
-
-type zoneView struct {
-	Name  string
-	Racks []rackView
-}
-
-type rackView struct {
-	Name  string
-	Nodes []nodeView
-}
-
-type nodeView struct {
-	Name string
-	CPUs int
-	NUMA []numaView
-	// Unknown holds pods whose NUMA zones are not known.
-	Unknown []podBox
-}
-
-type numaView struct {
-	// Name is what the map shows; Zone the NodeResourceTopology zone.
-	Name, Zone string
-	Pods       []podBox
-}
-
-type podBox struct {
-	Title, Color string
-	// Width grows with the pod's CPUs, so that a full zone looks full.
-	Width int
-	// Split marks a pod whose CPUs span zones; it is drawn in each.
-	Split bool
-}
 
 // WriteHTML writes the report page: summary, placement map and timeline,
 // with its CSS and SVG inline so the file stands alone.
@@ -81,6 +55,7 @@ func WriteHTML(w io.Writer, run Run, s Summary) error {
 		Totals:    Totals(s),
 		Errors:    run.Errors,
 		Zones:     placementMap(run, colors),
+		Detailed:  len(run.Nodes) <= detailedNodes,
 		Timeline:  buildTimeline(run, s, colors),
 	}
 	for _, g := range s.Gangs {
@@ -99,7 +74,12 @@ func WriteHTML(w io.Writer, run Run, s Summary) error {
 			row.Note = "must fit one " + g.RequiredTopology + " domain"
 		}
 		p.Gangs = append(p.Gangs, row)
-		p.Legend = append(p.Legend, legendItem{Name: g.Key(), Color: colors[g.Key()]})
+		if len(s.Gangs) <= legendGangs {
+			p.Legend = append(p.Legend, legendItem{Name: g.Key(), Color: colors[g.Key()]})
+		}
+	}
+	if len(s.Gangs) > legendGangs {
+		p.LegendNote = "each gang's colour is beside its name in the table above; click a name to find the gang"
 	}
 	if s.OrdinaryPods > 0 {
 		p.Legend = append(p.Legend, legendItem{Name: "ordinary pods", Color: ordinaryColor})
@@ -150,63 +130,6 @@ func hslHex(h, s, l float64) string {
 	}
 	to := func(v float64) int { return int(math.Round((v + m) * 255)) }
 	return fmt.Sprintf("#%02x%02x%02x", to(r), to(g), to(b))
-}
-
-// placementMap groups nodes by zone and rack and puts every pod that ran
-// on a node in the NUMA zones that held its CPUs, in bind order.
-func placementMap(run Run, colors map[string]string) []zoneView {
-	pods := slices.Clone(run.Pods)
-	sort.SliceStable(pods, func(i, j int) bool { return pods[i].Bound.Before(pods[j].Bound) })
-	byNode := map[string][]Pod{}
-	for _, p := range pods {
-		if p.Node != "" {
-			byNode[p.Node] = append(byNode[p.Node], p)
-		}
-	}
-	var zones []zoneView
-	zoneIdx, rackIdx := map[string]int{}, map[string]int{}
-	for _, n := range run.Nodes {
-		zi, ok := zoneIdx[n.Zone]
-		if !ok {
-			zi = len(zones)
-			zoneIdx[n.Zone] = zi
-			zones = append(zones, zoneView{Name: n.Zone})
-		}
-		z := &zones[zi]
-		ri, ok := rackIdx[n.Rack]
-		if !ok {
-			ri = len(z.Racks)
-			rackIdx[n.Rack] = ri
-			z.Racks = append(z.Racks, rackView{Name: n.Rack})
-		}
-		nv := nodeView{Name: n.Name, CPUs: n.CPUs}
-		idx := map[string]int{}
-		for i, name := range n.NUMAZones {
-			idx[name] = i
-			// Kubelet names zones node-0, node-1: shown as such beside
-			// node names they read as nodes.
-			nv.NUMA = append(nv.NUMA, numaView{Name: fmt.Sprintf("NUMA %d", i), Zone: name})
-		}
-		for _, p := range byNode[n.Name] {
-			box := podBox{Title: podTitle(p), Color: ordinaryColor, Split: len(p.NUMAZones) > 1,
-				Width: max(3, int(3*math.Ceil(float64(p.CPUMilli)/1000)))}
-			if c, ok := colors[p.GangKey()]; ok {
-				box.Color = c
-			}
-			placed := false
-			for _, z := range p.NUMAZones {
-				if i, ok := idx[z]; ok {
-					nv.NUMA[i].Pods = append(nv.NUMA[i].Pods, box)
-					placed = true
-				}
-			}
-			if !placed {
-				nv.Unknown = append(nv.Unknown, box)
-			}
-		}
-		z.Racks[ri].Nodes = append(z.Racks[ri].Nodes, nv)
-	}
-	return zones
 }
 
 func podTitle(p Pod) string {

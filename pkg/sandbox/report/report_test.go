@@ -146,6 +146,13 @@ func TestWriteHTML(t *testing.T) {
 		`role="img" aria-labelledby="timeline-title"`, `<title id="timeline-title">`, "s since start",
 		"waiting (PodGroup created to first bind)", "running (gang colour)",
 		"background: " + okabeIto[0], "background: " + okabeIto[1],
+		// Pods as wide as their share of the zone: a-1's 6 CPUs split over
+		// two zones of 4 take 3 in each.
+		`data-pod="ns/a-1" data-gang="ns/a" style="background: ` + okabeIto[0] + `; width: 75.00%"`,
+		// Small: every rack open; the strip's cell for n1, full at its
+		// peak (a-0 and a-1 at once: 12 of 8 CPUs asked, capped).
+		`<details class="rack" data-gangs="ns/a" open>`, `title="n1: peak 150% of 8 CPUs in use`,
+		`id="find-gang"`, `<option value="ns/a">`, `data-find="ns/a"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("page lacks %q", want)
@@ -159,6 +166,47 @@ func TestWriteHTML(t *testing.T) {
 		if strings.Contains(strings.ReplaceAll(out, `xmlns="http://www.w3.org/2000/svg"`, ""), bad) {
 			t.Errorf("page contains %q", bad)
 		}
+	}
+}
+
+// On 1000 nodes the racks are closed strips, and the legend leaves the
+// gangs to the table.
+func TestWriteHTMLLarge(t *testing.T) {
+	run := bigRun()
+	var b bytes.Buffer
+	if err := WriteHTML(&b, run, Summarize(run)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, `<details class="rack"`); n != 50 {
+		t.Errorf("%d racks, want 50", n)
+	}
+	if strings.Contains(out, "\" open>") {
+		t.Error("a rack is open on 1000 nodes")
+	}
+	if n := strings.Count(out, `<span class="cell"`); n != 1000 {
+		t.Errorf("%d strip cells, want one per node, 1000", n)
+	}
+	for _, want := range []string{"colour is beside its name in the table above", `class="scroll tall"`, "20 nodes · 1280 CPUs · peak 100% in use"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(out, `<span class="swatch" style="background: `+okabeIto[0]+`"></span>train/job-000</span>`) {
+		t.Error("the map's legend names 240 gangs")
+	}
+}
+
+func TestPeakMilli(t *testing.T) {
+	pods := []Pod{
+		{CPUMilli: 1000, Bound: at(0), Finished: at(100)},
+		{CPUMilli: 2000, Bound: at(50), Finished: at(200)},
+		// Starts as the first ends: not counted with it.
+		{CPUMilli: 4000, Bound: at(100)},
+		{CPUMilli: 8000}, // never bound
+	}
+	if got := peakMilli(pods, at(1000)); got != 6000 {
+		t.Errorf("peak %dm, want 6000m (2000m and 4000m from 100ms on)", got)
 	}
 }
 
