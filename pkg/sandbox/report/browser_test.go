@@ -92,7 +92,7 @@ func chromium(t *testing.T) string {
 
 type rendered struct {
 	viewport, overflow, overflowAfter, hits, openBefore, open int
-	status                                        string
+	status                                                    string
 }
 
 // render opens the report in headless Chromium in a frame of a width (a
