@@ -150,13 +150,25 @@ func (cp *ControlPlane) prepareScheduler(ctx context.Context, configYAML []byte,
 }
 
 // writeSchedulerConfig writes the configuration with its client connection
-// pointed at kubeconfig and, unless kept, leader election off.
+// pointed at kubeconfig and, unless kept, leader election off. A
+// configuration's own client rate limits are kept, so that a shipped one
+// runs as on a cluster; one without gets 5000 QPS, burst 10000, far above
+// what this apiserver serves, rather than kube-scheduler's default of 50.
 func (cp *ControlPlane) writeSchedulerConfig(configYAML []byte, kubeconfig string, keepLeaderElection bool) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
 		return "", fmt.Errorf("decoding scheduler config: %w", err)
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 10000}
+	client := map[string]any{"qps": 5000, "burst": 10000}
+	if own, ok := cfg["clientConnection"].(map[string]any); ok {
+		for _, k := range []string{"qps", "burst"} {
+			if v, ok := own[k]; ok {
+				client[k] = v
+			}
+		}
+	}
+	client["kubeconfig"] = kubeconfig
+	cfg["clientConnection"] = client
 	if !keepLeaderElection {
 		cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	}

@@ -221,6 +221,7 @@ func TestChartValues(t *testing.T) {
 			"nodeSelector":      map[string]any{"node-role.kubernetes.io/control-plane": ""},
 			"tolerations":       []any{map[string]any{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}},
 			"priorityClassName": "system-cluster-critical",
+			"clientConnection":  map[string]any{"qps": 200, "burst": 400},
 		},
 		"pluginConfig": []any{map[string]any{"name": "LockstepGang", "args": map[string]any{"bindBudget": 8}}},
 	})
@@ -257,6 +258,10 @@ func TestChartValues(t *testing.T) {
 	}
 	cm := byKey["ConfigMap gangs/lockstep-scheduler-config"]
 	var cfg struct {
+		ClientConnection struct {
+			QPS   float64 `json:"qps"`
+			Burst int     `json:"burst"`
+		} `json:"clientConnection"`
 		LeaderElection struct {
 			LeaderElect       bool   `json:"leaderElect"`
 			ResourceNamespace string `json:"resourceNamespace"`
@@ -273,7 +278,7 @@ func TestChartValues(t *testing.T) {
 	}
 	if cfg.LeaderElection.LeaderElect || cfg.LeaderElection.ResourceNamespace != "gangs" || len(cfg.Profiles) != 2 ||
 		cfg.Profiles[0].SchedulerName != "my-gangs" || cfg.Profiles[1].SchedulerName != "scheduler-plugins-scheduler" ||
-		cfg.Profiles[0].PluginConfig[0].Args["bindBudget"] != float64(8) {
+		cfg.Profiles[0].PluginConfig[0].Args["bindBudget"] != float64(8) || cfg.ClientConnection.QPS != 200 || cfg.ClientConnection.Burst != 400 {
 		t.Errorf("scheduler configuration: %+v", cfg)
 	}
 	for k, obj := range byKey {

@@ -296,9 +296,8 @@ func (e *env) cleanup() {
 
 // writeSchedulerConfig writes the shipped configuration adapted as
 // controlplane.StartScheduler adapts it: the client connection points at the
-// control plane and leader election is off. The client is paced (the
-// shipped configuration leaves kube-scheduler's default of 50 QPS, burst
-// 100): at the in-process scheduler's 5000 QPS the whole batch binds in
+// control plane and leader election is off. The client is paced, unlike
+// the shipped configuration's: at its 5000 QPS the whole batch binds in
 // well under a second, faster than a watch reports it, and a kill aimed at
 // a quarter of the pods lands after nearly all of them.
 func (e *env) writeSchedulerConfig() string {
