@@ -6,7 +6,6 @@ package podgroup
 
 import (
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -135,22 +134,24 @@ const (
 // placed. The shipped CRD shows it as a column of kubectl get podgroups.
 const AnnotationWaiting = "lockstep.io/waiting"
 
-// reportAnnotations are written by Lockstep itself to report on a gang;
-// they never change where or whether it may be placed.
-var reportAnnotations = []string{AnnotationWaiting, AnnotationIncomplete, AnnotationEvicting}
+// placementAnnotations are the annotations the scheduler reads to place a
+// gang: its topology constraints, and an upstream PodGroup's priority and
+// preemption policy as translated.
+var placementAnnotations = []string{AnnotationRequiredTopology, AnnotationPreferredTopology, annotationPriority, annotationNeverPreempts}
 
 // PlacementAnnotationsChanged reports whether an update changed an
-// annotation that bears on placement (topology, disruption mode, the
-// upstream PodGroup's priority...). A change to the annotations Lockstep
-// writes to report on the gang is not one: the scheduler's own
-// lockstep.io/waiting must not undo the plan it reports on.
+// annotation the scheduler places the gang by. Any other annotation, and
+// above all those Lockstep writes to report on the gang (its own
+// lockstep.io/waiting among them), must not undo a plan.
 func PlacementAnnotationsChanged(old, cur *v1alpha1.PodGroup) bool {
-	a, b := maps.Clone(old.Annotations), maps.Clone(cur.Annotations)
-	for _, k := range reportAnnotations {
-		delete(a, k)
-		delete(b, k)
+	for _, k := range placementAnnotations {
+		a, aok := old.Annotations[k]
+		b, bok := cur.Annotations[k]
+		if a != b || aok != bok {
+			return true
+		}
 	}
-	return !maps.Equal(a, b)
+	return false
 }
 
 // TopologyConstraints reads and checks a PodGroup's topology annotations

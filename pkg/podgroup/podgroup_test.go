@@ -65,3 +65,28 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestPlacementAnnotationsChanged(t *testing.T) {
+	pg := func(annotations map[string]string) *v1alpha1.PodGroup {
+		return &v1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Annotations: annotations}}
+	}
+	for _, c := range []struct {
+		name     string
+		old, cur map[string]string
+		want     bool
+	}{
+		{"nothing", nil, nil, false},
+		{"the scheduler's report", nil, map[string]string{AnnotationWaiting: "WaitingForRoom: ..."}, false},
+		{"the controller's marks", nil, map[string]string{AnnotationIncomplete: "x", AnnotationEvicting: "uid"}, false},
+		{"someone else's", map[string]string{"example.com/a": "1"}, map[string]string{"example.com/a": "2"}, false},
+		{"disruption mode: the controller's", nil, map[string]string{AnnotationDisruptionMode: "All"}, false},
+		{"required topology set", nil, map[string]string{AnnotationRequiredTopology: "topology.kubernetes.io/rack"}, true},
+		{"preferred topology removed", map[string]string{AnnotationPreferredTopology: "topology.kubernetes.io/rack"}, nil, true},
+		{"priority changed", map[string]string{annotationPriority: "10"}, map[string]string{annotationPriority: "20"}, true},
+		{"set to empty", nil, map[string]string{annotationNeverPreempts: ""}, true},
+	} {
+		if got := PlacementAnnotationsChanged(pg(c.old), pg(c.cur)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -184,10 +184,10 @@ func TestTransitions(t *testing.T) {
 			t.Fatalf("rejected %v, phase %s", uids(eff.Reject), f.c.Phase("ns/g"))
 		}
 	})
-	t.Run("Planned: the scheduler's own report on the PodGroup keeps the plan, a topology change drops it", func(t *testing.T) {
+	t.Run("Planned: annotations it is not placed by keep the plan (the scheduler's own report first), a topology change drops it", func(t *testing.T) {
 		f, pods := newFixture(t, 2, 3, 3)
 		f.place(t, pods[0])
-		for _, k := range []string{podgroup.AnnotationWaiting, podgroup.AnnotationIncomplete, podgroup.AnnotationEvicting} {
+		for _, k := range []string{podgroup.AnnotationWaiting, podgroup.AnnotationIncomplete, podgroup.AnnotationEvicting, podgroup.AnnotationDisruptionMode, "example.com/owner"} {
 			old := f.pg
 			f.pg = old.DeepCopy()
 			f.pg.Annotations = map[string]string{k: "reported"}
