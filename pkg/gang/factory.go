@@ -210,7 +210,7 @@ func newShared(ctx context.Context, args *config.GangArgs, h fwk.Handle, f *Fact
 		deleted: func(pg *v1alpha1.PodGroup) {
 			key := podgroup.KeyOfGroup(pg)
 			s.conditions.forget(key)
-			s.apply(logger, s.cache.PodGroupDeleted(key))
+			s.apply(logger, s.cache.PodGroupDeleted(key, pg.UID))
 		},
 	})
 	if restCfg != nil {
@@ -275,7 +275,7 @@ func (s *shared) watch(pgInformer, podInformer, nodeInformer cache.SharedIndexIn
 			}
 			if pg, ok := obj.(*v1alpha1.PodGroup); ok {
 				s.conditions.forget(waitingKeyPrefix + podgroup.KeyOfGroup(pg))
-				s.apply(s.logger, s.cache.PodGroupDeleted(podgroup.KeyOfGroup(pg)))
+				s.apply(s.logger, s.cache.PodGroupDeleted(podgroup.KeyOfGroup(pg), pg.UID))
 			}
 		},
 	}); err != nil {

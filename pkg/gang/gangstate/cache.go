@@ -148,7 +148,7 @@ func (c *Cache) gangFor(pg *v1alpha1.PodGroup, eff *Effects) *gang {
 	if ok && g.uid != "" && pg.UID != "" && g.uid != pg.UID {
 		c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s was replaced", key), eff)
 		c.endPreemptionLocked(g, eff)
-		c.forgetHeadLocked(g)
+		c.dropHeadLocked(g, eff)
 		ok = false
 	}
 	if !ok {

@@ -217,7 +217,7 @@ func TestTransitions(t *testing.T) {
 	t.Run("PodGroup deleted: waiting members rejected, the gang forgotten", func(t *testing.T) {
 		f, pods := newFixture(t, 2, 2, 2)
 		f.place(t, pods[0])
-		eff := f.c.PodGroupDeleted("ns/g")
+		eff := f.c.PodGroupDeleted("ns/g", f.pg.UID)
 		if !uids(eff.Reject).Has("g-0") {
 			t.Fatalf("rejected %v", uids(eff.Reject))
 		}

@@ -142,6 +142,10 @@ type gang struct {
 	// refusedUnits are victim units whose eviction was refused, not chosen
 	// again until the time given.
 	refusedUnits map[string]time.Time
+	// retryAt is when a failed plan is tried again by itself: the first
+	// moment a node avoided or a victim unit refused stops counting, which
+	// no cluster event marks.
+	retryAt time.Time
 	// mayPreempt is set when the gang's members may preempt: a claim of a
 	// lower-priority gang is not held from it.
 	mayPreempt bool
@@ -195,6 +199,26 @@ func (g *gang) avoidNow(now time.Time) map[types.UID]sets.Set[string] {
 		}
 	}
 	return out
+}
+
+// exclusionsEnd is the first moment one of the gang's exclusions (nodes
+// its members avoid, victim units refused) ends; zero for none.
+func (g *gang) exclusionsEnd(now time.Time) time.Time {
+	var first time.Time
+	note := func(until time.Time) {
+		if now.Before(until) && (first.IsZero() || until.Before(first)) {
+			first = until
+		}
+	}
+	for _, nodes := range g.avoid {
+		for _, until := range nodes {
+			note(until)
+		}
+	}
+	for _, until := range g.refusedUnits {
+		note(until)
+	}
+	return first
 }
 
 // census is a count of a gang's members as the scheduler sees them.

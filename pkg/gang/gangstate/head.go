@@ -39,11 +39,12 @@ func (c *Cache) headLocked(now time.Time, eff *Effects) *gang {
 			})
 		}
 		if now.Sub(head.headSince) < head.timeout {
-			// A previous head that lost its place keeps no reservation.
+			// A previous head that lost its place keeps no reservation,
+			// nor its time as head: should it come back, its timeout
+			// starts afresh.
 			for _, g := range c.gangs {
-				if g != head && len(g.reserve) > 0 {
-					c.forgetHeadLocked(g)
-					c.epoch++
+				if g != head && (len(g.reserve) > 0 || !g.headSince.IsZero()) {
+					c.dropHeadLocked(g, eff)
 				}
 			}
 			return head
@@ -51,7 +52,7 @@ func (c *Cache) headLocked(now time.Time, eff *Effects) *gang {
 		c.cfg.Logger.V(2).Info("Head-of-queue reservation timed out", "gang", head.key, "timeout", head.timeout)
 		eff.onPodGroup(head.pg, v1.EventTypeWarning, "ReservationTimedOut",
 			fmt.Sprintf("gang could not be placed within %s; released the room it reserved and lets younger gangs go first for as long", head.timeout))
-		c.forgetHeadLocked(head)
+		c.dropHeadLocked(head, eff)
 		head.coolUntil = now.Add(head.timeout)
 		c.epoch++
 	}
@@ -68,7 +69,20 @@ func (c *Cache) headExpiredLocked(key string, since time.Time, eff *Effects) {
 	c.releaseLocked(eff)
 }
 
-// forgetHeadLocked drops a gang's reservation and its head timer.
+// dropHeadLocked ends a gang's time as head. The room it reserved goes
+// back to everyone: the pods kept out of it are woken, and verdicts
+// reached while it was held are stale.
+func (c *Cache) dropHeadLocked(g *gang, eff *Effects) {
+	held := len(g.reserve) > 0
+	c.forgetHeadLocked(g)
+	if held {
+		c.releaseLocked(eff)
+	}
+}
+
+// forgetHeadLocked drops a gang's reservation and its head timer; the
+// caller wakes whoever the room was kept from (dropHeadLocked), or keeps
+// the room held otherwise.
 func (c *Cache) forgetHeadLocked(g *gang) {
 	g.reserve, g.headSince = nil, time.Time{}
 	if g.headTimer != nil {
@@ -122,9 +136,11 @@ func (c *Cache) refreshHeadLocked(nodes []fwk.NodeInfo, now time.Time, eff *Effe
 	cen := c.censusLocked(head)
 	needed := head.minMember() - cen.scheduled
 	required, _, err := podgroup.TopologyConstraints(head.pg, c.cfg.Levels)
-	if needed <= 0 || len(cen.pending) == 0 || err != nil {
+	if needed <= 0 || len(cen.pending) < needed || err != nil {
+		// Placed, or too few members left to start (some deleted, or
+		// minMember raised): no room is held for it.
 		head.blocked = false
-		c.forgetHeadLocked(head)
+		c.dropHeadLocked(head, eff)
 		return
 	}
 	req := placement.Request{

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"github.com/lockstep-sched/lockstep/pkg/podgroup"
@@ -70,13 +71,15 @@ func (c *Cache) PodGroupUpdated(old, pg *v1alpha1.PodGroup) Effects {
 }
 
 // PodGroupDeleted releases everything a deleted PodGroup's gang held; key
-// is the gang's (podgroup.KeyOfGroup).
-func (c *Cache) PodGroupDeleted(key string) Effects {
+// is the gang's (podgroup.KeyOfGroup), uid the deleted object's. A gang
+// already known by a PodGroup created again under the same name is not
+// the deleted one's, and stays.
+func (c *Cache) PodGroupDeleted(key string, uid types.UID) Effects {
 	var eff Effects
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.gangs[key]
-	if !ok {
+	if !ok || (uid != "" && g.uid != "" && g.uid != uid) {
 		return eff
 	}
 	c.dropPlanLocked(g, fmt.Sprintf("PodGroup %s was deleted", key), &eff)
@@ -108,6 +111,11 @@ func (c *Cache) PodBound(pod *v1.Pod) Effects {
 	if s := g.plan.slots[pod.UID]; s != nil {
 		s.state = slotBound
 		c.quorumBoundLocked(g, &eff)
+	}
+	if g.phase == Planned && c.censusLocked(g).scheduled >= g.minMember() {
+		// Bound by someone else (a scheduler that led before this one):
+		// its members waiting at Permit need no other.
+		c.quorumAssumedLocked(g, &eff)
 	}
 	c.bindingDoneLocked(g, &eff)
 	c.releaseReadyLocked(&eff)

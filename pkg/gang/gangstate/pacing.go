@@ -122,6 +122,9 @@ func (c *Cache) quorumAssumedLocked(g *gang, eff *Effects) {
 func (c *Cache) holdLocked(g *gang) {
 	if !g.ready {
 		g.ready = true
+		// An entry left from an earlier turn (its plan dropped) must not
+		// keep the gang's old place.
+		c.line = slices.DeleteFunc(c.line, func(e lineEntry) bool { return e.gang == g.key })
 		c.line = append(c.line, lineEntry{gang: g.key})
 	}
 }

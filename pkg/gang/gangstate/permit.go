@@ -65,6 +65,7 @@ func (c *Cache) Unreserve(pod *v1.Pod) Effects {
 		if !c.existsLocked(pod) {
 			delete(g.plan.slots, pod.UID)
 			c.bindingDoneLocked(g, &eff)
+			c.releaseReadyLocked(&eff) // its place in the bind budget is free
 			return eff
 		}
 		s.state = slotPlanned

@@ -61,7 +61,14 @@ func (c *Cache) PreFilter(pod *v1.Pod, pg *v1alpha1.PodGroup, nodes []fwk.NodeIn
 	c.refreshHeadLocked(nodes, now, &eff)
 
 	g := c.gangFor(pg, &eff)
-	g.rank = rank{priority: gangPriority(pod, pg), created: pg.CreationTimestamp.Time, key: g.key}
+	priority := gangPriority(pod, pg)
+	if _, set := podgroup.GroupPriority(pg); !set && g.rank.key == g.key && g.rank.priority > priority {
+		// Members may differ (an MPI launcher and its workers): the gang
+		// ranks as its highest seen, whichever member's cycle this is, or
+		// the head would change hands at every cycle.
+		priority = g.rank.priority
+	}
+	g.rank = rank{priority: priority, created: pg.CreationTimestamp.Time, key: g.key}
 	cen := c.censusLocked(g)
 	required, preferred, terr := podgroup.TopologyConstraints(pg, c.cfg.Levels)
 	if terr != nil {
@@ -141,7 +148,7 @@ func (c *Cache) toRunningLocked(g *gang, eff *Effects) {
 	g.phase, g.ready = Running, false
 	g.blocked, g.avoid, g.failVerdict = false, nil, nil
 	c.endPreemptionLocked(g, eff)
-	c.forgetHeadLocked(g)
+	c.dropHeadLocked(g, eff)
 	c.releaseReadyLocked(eff)
 }
 
@@ -177,6 +184,7 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		before := g.preempting
 		v := c.unplaceableLocked(g, req, failure, nodes, now, eff)
 		g.failKey, g.failVerdict = key, &v
+		c.retryWhenExclusionsEndLocked(g, now)
 		if g.preempting != nil && g.preempting != before {
 			attempt(ResultWaitingOnPreemption)
 		} else {
@@ -196,6 +204,29 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 		return refuse(fwk.Unschedulable, beyondQuorum)
 	}
 	return Verdict{Node: s.node, Held: held}
+}
+
+// retryWhenExclusionsEndLocked has a gang whose plan failed try again when
+// the first node it avoids, or victim unit it may not take, is allowed
+// again: its failure is cached until the cluster changes, and an
+// exclusion ending changes nothing the cluster would tell of.
+func (c *Cache) retryWhenExclusionsEndLocked(g *gang, now time.Time) {
+	at := g.exclusionsEnd(now)
+	if at.IsZero() || (!g.retryAt.IsZero() && !at.Before(g.retryAt) && now.Before(g.retryAt)) {
+		return // none, or a retry comes first
+	}
+	g.retryAt = at
+	key := g.key
+	c.afterFunc(at.Sub(now), func() {
+		c.run(func(eff *Effects) {
+			g, ok := c.gangs[key]
+			if !ok || !g.retryAt.Equal(at) {
+				return
+			}
+			g.retryAt, g.failVerdict = time.Time{}, nil
+			c.wakeGangLocked(key, eff)
+		})
+	})
 }
 
 // largerPinnedWaitLocked reports whether other gangs wait with members that
@@ -335,7 +366,7 @@ func (c *Cache) unplaceableLocked(g *gang, req placement.Request, failure *place
 	g.neverFits = never != nil
 	if never != nil {
 		g.blocked = false
-		c.forgetHeadLocked(g)
+		c.dropHeadLocked(g, eff)
 		msg := "gang can never fit this cluster as it is: " + never.Error()
 		c.cfg.Logger.V(2).Info("Gang cannot fit the cluster", "gang", g.key, "reason", never.Error())
 		eff.onPodGroup(g.pg, v1.EventTypeWarning, "Unschedulable", msg)
