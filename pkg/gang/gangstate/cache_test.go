@@ -88,6 +88,18 @@ func (f *fixture) place(t *testing.T, p *v1.Pod) (PermitDecision, Effects) {
 	return f.c.Permit(p, f.pg)
 }
 
+// placeIn runs PreFilter, Reserve and Permit for a member of gang pg on
+// its planned node.
+func (f *fixture) placeIn(t *testing.T, pg *v1alpha1.PodGroup, p *v1.Pod) (PermitDecision, Effects) {
+	t.Helper()
+	v, _ := f.c.PreFilter(p, pg, f.nodes)
+	if v.Node == "" {
+		t.Fatalf("%s: %+v", p.Name, v)
+	}
+	f.c.Reserve(p, v.Node)
+	return f.c.Permit(p, pg)
+}
+
 func uids(rs []Rejection) sets.Set[types.UID] {
 	out := sets.New[types.UID]()
 	for _, r := range rs {
@@ -259,20 +271,12 @@ func testBindPacing(t *testing.T, deadline bool) {
 	f, a := newFixture(t, 2, 2, 4)
 	f.c.cfg.BindBudget = 2
 	pgB, b := f.otherGang("h", 2, 2, "4")
-	placeIn := func(pg *v1alpha1.PodGroup, p *v1.Pod) (PermitDecision, Effects) {
-		v, _ := f.c.PreFilter(p, pg, f.nodes)
-		if v.Node == "" {
-			t.Fatalf("%s: %+v", p.Name, v)
-		}
-		f.c.Reserve(p, v.Node)
-		return f.c.Permit(p, pg)
-	}
-	placeIn(f.pg, a[0])
-	if d, _ := placeIn(f.pg, a[1]); !d.Allow {
+	f.placeIn(t, f.pg, a[0])
+	if d, _ := f.placeIn(t, f.pg, a[1]); !d.Allow {
 		t.Fatalf("first gang: %+v", d)
 	}
-	placeIn(pgB, b[0])
-	d, eff := placeIn(pgB, b[1])
+	f.placeIn(t, pgB, b[0])
+	d, eff := f.placeIn(t, pgB, b[1])
 	if d.Allow || d.Wait == 0 || len(eff.Allow) != 0 || f.c.Phase("ns/h") != Planned {
 		t.Fatalf("second gang must wait for the first one's bindings: %+v %+v, phase %s", d, eff.Allow, f.c.Phase("ns/h"))
 	}

@@ -159,19 +159,11 @@ func TestDeletedBindingMemberFreesTheBudget(t *testing.T) {
 	f, a := newFixture(t, 3, 3, 5)
 	f.c.cfg.BindBudget = 3
 	pgB, b := f.otherGang("h", 2, 2, "4")
-	placeIn := func(pg *v1alpha1.PodGroup, p *v1.Pod) (PermitDecision, Effects) {
-		v, _ := f.c.PreFilter(p, pg, f.nodes)
-		if v.Node == "" {
-			t.Fatalf("%s: %+v", p.Name, v)
-		}
-		f.c.Reserve(p, v.Node)
-		return f.c.Permit(p, pg)
-	}
 	for _, p := range a {
-		placeIn(f.pg, p)
+		f.placeIn(t, f.pg, p)
 	}
-	placeIn(pgB, b[0])
-	if d, _ := placeIn(pgB, b[1]); d.Allow {
+	f.placeIn(t, pgB, b[0])
+	if d, _ := f.placeIn(t, pgB, b[1]); d.Allow {
 		t.Fatal("the second gang should wait for the first one's bindings")
 	}
 	// g-0 binds: 2 binding + 2 still exceed the budget of 3.
@@ -228,12 +220,7 @@ func TestNoOldPlaceInLine(t *testing.T) {
 	pgZ, z := f.otherGang("z", 2, 2, "4")
 	place := func(pg *v1alpha1.PodGroup, pods []*v1.Pod) {
 		for _, p := range pods {
-			v, _ := f.c.PreFilter(p, pg, f.nodes)
-			if v.Node == "" {
-				t.Fatalf("%s: %+v", p.Name, v)
-			}
-			f.c.Reserve(p, v.Node)
-			f.c.Permit(p, pg)
+			f.placeIn(t, pg, p)
 		}
 	}
 	bind := func(pods []*v1.Pod) {
