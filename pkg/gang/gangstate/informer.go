@@ -42,8 +42,8 @@ func (c *Cache) PodGroupAdded(pg *v1alpha1.PodGroup) Effects {
 }
 
 // PodGroupUpdated wakes the gang when a change may help it (a lower
-// minMember, new placement annotations), and lets waiting members go when a lowered
-// minMember is now met.
+// minMember, changed placement annotations), and lets waiting members go,
+// in line, when a lowered minMember is now met.
 func (c *Cache) PodGroupUpdated(old, pg *v1alpha1.PodGroup) Effects {
 	var eff Effects
 	c.mu.Lock()

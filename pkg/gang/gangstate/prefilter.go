@@ -212,8 +212,9 @@ func (c *Cache) planLocked(g *gang, pod *v1.Pod, cen census, nodes []fwk.NodeInf
 // exclusion ending changes nothing the cluster would tell of.
 func (c *Cache) retryWhenExclusionsEndLocked(g *gang, now time.Time) {
 	at := g.exclusionsEnd(now)
-	if at.IsZero() || (!g.retryAt.IsZero() && !at.Before(g.retryAt) && now.Before(g.retryAt)) {
-		return // none, or a retry comes first
+	pending := !g.retryAt.IsZero() && now.Before(g.retryAt)
+	if at.IsZero() || (pending && !at.Before(g.retryAt)) {
+		return // nothing ends, or a retry already comes first
 	}
 	g.retryAt = at
 	key := g.key
